@@ -1,0 +1,104 @@
+package azdo
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// attempt collects what the transport saw of the HTTP exchanges of one
+// attempt. The SDK's Send drops the response on a non-2xx status, and with
+// it the status code (for non-JSON bodies) and the Retry-After header, so
+// the transport records them here, found through the request's context.
+type attempt struct {
+	status     int
+	retryAfter time.Duration
+}
+
+type attemptKey struct{}
+
+func withAttempt(ctx context.Context) (context.Context, *attempt) {
+	a := &attempt{}
+	return context.WithValue(ctx, attemptKey{}, a), a
+}
+
+// transport wraps the HTTP transport of one organization's SDK clients: it
+// times every call, reads the rate-limit headers, and pauses the
+// organization when Azure DevOps asks for it.
+type transport struct {
+	next   http.RoundTripper
+	client *Client
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.next.RoundTrip(req)
+	endpoint := endpointOf(req)
+	status := "error"
+	if resp != nil {
+		status = strconv.Itoa(resp.StatusCode)
+	}
+	t.client.observer.ObserveCall(t.client.name, endpoint, status, time.Since(start))
+	if err != nil {
+		return nil, err
+	}
+	h := resp.Header
+	if v := h.Get("X-RateLimit-Remaining"); v != "" {
+		if n, perr := strconv.ParseFloat(v, 64); perr == nil {
+			t.client.observer.ObserveRateLimitRemaining(t.client.name, n)
+		}
+	}
+	// X-RateLimit-Delay: Azure DevOps delayed this request that long; it
+	// wants callers to slow down, so hold this organization's next calls
+	// back by as much.
+	if v := h.Get("X-RateLimit-Delay"); v != "" {
+		if secs, perr := strconv.ParseFloat(v, 64); perr == nil && secs > 0 {
+			t.client.pauseFor(time.Duration(secs*float64(time.Second)), "X-RateLimit-Delay")
+		}
+	}
+	retryAfter := parseRetryAfter(h.Get("Retry-After"), time.Now())
+	if retryAfter > 0 && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
+		t.client.pauseFor(retryAfter, "Retry-After")
+	}
+	if a, ok := req.Context().Value(attemptKey{}).(*attempt); ok {
+		a.status = resp.StatusCode
+		a.retryAfter = retryAfter
+	}
+	return resp, nil
+}
+
+// parseRetryAfter reads seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs >= 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// endpointOf names a call for metrics, from its method and route.
+func endpointOf(req *http.Request) string {
+	p := strings.ToLower(req.URL.Path)
+	switch {
+	case req.Method == http.MethodOptions:
+		return "options"
+	case strings.HasSuffix(p, "/_apis/resourceareas"):
+		return "resourceareas"
+	case strings.Contains(p, "/jobrequests"):
+		return "jobrequests"
+	case strings.Contains(p, "/agents") && req.Method == http.MethodDelete:
+		return "deleteagent"
+	case strings.Contains(p, "/agents"):
+		return "agents"
+	case strings.Contains(p, "/distributedtask/pools"):
+		return "pools"
+	}
+	return "other"
+}
