@@ -1,0 +1,291 @@
+// Package app wires the scaler together: configuration, Azure DevOps
+// clients, pollers, the gRPC service, the HTTP endpoints, the sweeper and
+// the demo. cmd/azdo-keda-scaler only calls Run.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/logging"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/metrics"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/service"
+)
+
+// Version is set at build time (-ldflags -X).
+var Version = "dev"
+
+// Run runs the scaler until ctx ends.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	flags, err := config.Parse("azdo-keda-scaler", args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, redactor, err := logging.New(stderr, flags.LogFormat, flags.LogLevel)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	inst, err := Start(ctx, flags, log, redactor, stdout)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	inst.Stop()
+	return nil
+}
+
+// Instance is a running scaler.
+type Instance struct {
+	GRPCAddr string
+	HTTPAddr string
+	Config   *config.File
+	Registry *pools.Registry
+	Clients  map[string]*azdo.Client
+	Demo     *demo.Org
+
+	grpcServer *grpc.Server
+	httpServer *http.Server
+	cancel     context.CancelFunc
+	done       chan struct{}
+	ready      atomic.Bool
+}
+
+// Start starts every part and returns once the servers listen.
+func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, redactor *logging.Redactor, stdout io.Writer) (*Instance, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	inst := &Instance{cancel: cancel, done: make(chan struct{})}
+	fail := func(err error) (*Instance, error) {
+		cancel()
+		if inst.Demo != nil {
+			inst.Demo.Close()
+		}
+		return nil, err
+	}
+
+	cfg, err := loadConfig(flags, inst)
+	if err != nil {
+		return fail(err)
+	}
+	inst.Config = cfg
+	if inst.Demo != nil {
+		redactor.Add(inst.Demo.PAT)
+		go inst.Demo.Simulate(ctx, time.Second)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+
+	inst.Clients = map[string]*azdo.Client{}
+	var sources []pools.Source
+	for i := range cfg.Organizations {
+		o := &cfg.Organizations[i]
+		c, err := azdo.New(azdo.Options{Name: o.Name, URL: o.URL, PAT: redactor.Watch(o.PAT()), Timeout: flags.AzdoTimeout,
+			QPS: flags.AzdoQPS, Burst: max(1, int(2*flags.AzdoQPS)), Observer: m, Logger: log})
+		if err != nil {
+			return fail(err)
+		}
+		inst.Clients[o.Name] = c
+		sources = append(sources, c)
+	}
+	inst.Registry = pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: flags.RefreshInterval, StaleAfter: flags.StaleAfter,
+		IdleAfter: flags.PollerIdle, Observer: m, Logger: log})
+	svc := service.New(inst.Registry, cfg, cfg, service.Options{Logger: log})
+
+	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	reg.MustRegister(grpcMetrics)
+	serverOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcMetrics.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor())}
+	if flags.TLSCertFile != "" {
+		creds, err := serverTLS(flags)
+		if err != nil {
+			return fail(err)
+		}
+		serverOpts = append(serverOpts, grpc.Creds(creds))
+	}
+	inst.grpcServer = grpc.NewServer(serverOpts...)
+	pb.RegisterExternalScalerServer(inst.grpcServer, svc)
+	healthServer := health.NewServer()
+	healthpb.RegisterHealthServer(inst.grpcServer, healthServer)
+	grpcMetrics.InitializeMetrics(inst.grpcServer)
+
+	grpcListener, err := net.Listen("tcp", flags.GRPCAddr)
+	if err != nil {
+		return fail(fmt.Errorf("--grpc-addr: %w", err))
+	}
+	httpListener, err := net.Listen("tcp", flags.HTTPAddr)
+	if err != nil {
+		grpcListener.Close()
+		return fail(fmt.Errorf("--http-addr: %w", err))
+	}
+	inst.GRPCAddr, inst.HTTPAddr = grpcListener.Addr().String(), httpListener.Addr().String()
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", inst.readyz)
+	inst.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	go func() {
+		if err := inst.grpcServer.Serve(grpcListener); err != nil {
+			log.WithError(err).Error("gRPC server stopped")
+		}
+	}()
+	go func() {
+		if err := inst.httpServer.Serve(httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.WithError(err).Error("HTTP server stopped")
+		}
+	}()
+
+	if err := startSweeper(ctx, flags, inst, m, log); err != nil {
+		inst.grpcServer.Stop()
+		_ = inst.httpServer.Close()
+		return fail(err)
+	}
+
+	healthServer.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthServer.SetServingStatus("externalscaler.ExternalScaler", healthpb.HealthCheckResponse_SERVING)
+	inst.ready.Store(true)
+	log.WithFields(logrus.Fields{"version": Version, "grpc": inst.GRPCAddr, "http": inst.HTTPAddr, "organizations": cfg.Names(),
+		"refreshInterval": flags.RefreshInterval.String(), "staleAfter": flags.StaleAfter.String()}).Info("azdo-keda-scaler started")
+
+	go func() {
+		<-ctx.Done()
+		healthServer.Shutdown()
+		inst.ready.Store(false)
+		stopped := make(chan struct{})
+		go func() { inst.grpcServer.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			inst.grpcServer.Stop() // streams stay open until their clients leave
+		}
+		shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		_ = inst.httpServer.Shutdown(shutdownCtx)
+		if inst.Demo != nil {
+			inst.Demo.Close()
+		}
+		close(inst.done)
+	}()
+
+	if inst.Demo != nil {
+		go runDemoReport(ctx, inst.GRPCAddr, inst.Demo.URL, stdout, log)
+	}
+	return inst, nil
+}
+
+// Stop stops the instance and waits for its servers to close.
+func (inst *Instance) Stop() {
+	inst.cancel()
+	<-inst.done
+}
+
+// readyz is ready once the servers listen. It does not follow Azure
+// DevOps' health on purpose: an outage must reach KEDA as this scaler's
+// Unavailable answers, with their cause, not as a Service without
+// endpoints.
+func (inst *Instance) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !inst.ready.Load() {
+		http.Error(w, "starting or stopping\n", http.StatusServiceUnavailable)
+		return
+	}
+	msg := "ok\n"
+	if err := inst.Registry.Ready(); err != nil {
+		msg = "ok (degraded: " + err.Error() + ")\n"
+	}
+	_, _ = io.WriteString(w, msg)
+}
+
+func loadConfig(flags *config.Flags, inst *Instance) (*config.File, error) {
+	switch {
+	case flags.Demo:
+		d, err := demo.Start()
+		if err != nil {
+			return nil, fmt.Errorf("starting the demo organization: %w", err)
+		}
+		inst.Demo = d
+		return config.WithPAT(demo.Organization, d.URL, azdo.StaticPAT(d.PAT)), nil
+	case flags.ConfigFile != "":
+		return config.LoadFile(flags.ConfigFile)
+	default:
+		return config.SingleOrganization(flags.OrgURL, flags.PATFile, flags.PAT)
+	}
+}
+
+func serverTLS(flags *config.Flags) (credentials.TransportCredentials, error) {
+	// Loaded on every handshake, so that cert-manager renewals apply
+	// without a restart.
+	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c, err := tls.LoadX509KeyPair(flags.TLSCertFile, flags.TLSKeyFile)
+		return &c, err
+	}
+	if _, err := getCert(nil); err != nil {
+		return nil, fmt.Errorf("--grpc-tls-cert/--grpc-tls-key: %w", err)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert}
+	if flags.TLSClientCAFile != "" {
+		pem, err := os.ReadFile(flags.TLSClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--grpc-tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--grpc-tls-client-ca: no certificate in %s", flags.TLSClientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+func runDemoReport(ctx context.Context, grpcAddr, orgURL string, out io.Writer, log logrus.FieldLogger) {
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		log.WithError(err).Error("demo: cannot reach the scaler's own gRPC service")
+		return
+	}
+	defer conn.Close()
+	client := pb.NewExternalScalerClient(conn)
+	fmt.Fprintf(out, "\nDemo: a simulated Azure DevOps organization at %s with pools linux, windows and gpu.\n"+
+		"Jobs arrive and finish on their own. Every 5s this shows what each sample ScaledJob trigger\n"+
+		"would get from the scaler (the same gRPC calls KEDA makes, on %s). Ctrl-C stops.\n\n", orgURL, grpcAddr)
+	ticker := time.NewTicker(5 * time.Second)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		demo.Report(callCtx, client, out)
+		cancel()
+	}
+}

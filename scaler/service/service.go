@@ -1,0 +1,209 @@
+// Package service implements KEDA's ExternalScaler gRPC service from the
+// pool snapshots: every answer is computed in memory; only the first
+// lookup of a pool's name waits for Azure DevOps.
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/trigger"
+)
+
+// Access decides whether a namespace may use a pool.
+type Access interface {
+	Allowed(org string, pool azdo.Pool, namespace string) bool
+}
+
+// AllowAll lets every namespace use every pool.
+type AllowAll struct{}
+
+// Allowed always says yes.
+func (AllowAll) Allowed(string, azdo.Pool, string) bool { return true }
+
+// Options configure the service.
+type Options struct {
+	// FirstAnswerWait bounds how long a call waits for a pool's first
+	// snapshot when the caller set no deadline. Default 10s.
+	FirstAnswerWait time.Duration
+	Logger          logrus.FieldLogger
+}
+
+// Service is KEDA's ExternalScaler.
+type Service struct {
+	pb.UnimplementedExternalScalerServer
+	registry *pools.Registry
+	orgs     trigger.Organizations
+	access   Access
+	opts     Options
+	log      logrus.FieldLogger
+	specs    *specCache
+}
+
+// New builds the service.
+func New(registry *pools.Registry, orgs trigger.Organizations, access Access, o Options) *Service {
+	if o.FirstAnswerWait <= 0 {
+		o.FirstAnswerWait = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = logrus.StandardLogger()
+	}
+	if access == nil {
+		access = AllowAll{}
+	}
+	return &Service{registry: registry, orgs: orgs, access: access, opts: o, log: o.Logger, specs: newSpecCache(4096)}
+}
+
+// target is a resolved trigger: its spec, pool and poller.
+type target struct {
+	spec   *trigger.Spec
+	pool   azdo.Pool
+	poller *pools.Poller
+}
+
+func (s *Service) resolve(ctx context.Context, ref *pb.ScaledObjectRef) (*target, error) {
+	if ref == nil {
+		return nil, status.Error(codes.InvalidArgument, "scaledObjectRef is required")
+	}
+	spec, err := s.specs.parse(ref.ScalerMetadata, s.orgs)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	pool, err := s.registry.Resolve(ctx, spec.Organization, spec.PoolName, spec.PoolID)
+	if err != nil {
+		if errors.Is(err, azdo.ErrNotFound) {
+			return nil, status.Error(codes.NotFound, err.Error())
+		}
+		return nil, status.Errorf(codes.Unavailable, "looking up the agent pool: %v", err)
+	}
+	if !s.access.Allowed(spec.Organization, pool, ref.Namespace) {
+		return nil, status.Errorf(codes.PermissionDenied, "namespace %q may not use agent pool %q of organization %q (see allowedNamespaces in the scaler's config)",
+			ref.Namespace, pool.Name, spec.Organization)
+	}
+	poller, err := s.registry.Poller(spec.Organization, pool)
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &target{spec: spec, pool: pool, poller: poller}, nil
+}
+
+// bound gives ctx a deadline when the caller set none.
+func (s *Service) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.opts.FirstAnswerWait)
+}
+
+// count is the number of jobs the trigger counts, or Unavailable.
+func (s *Service) count(ctx context.Context, t *target) (int64, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	snap, err := t.poller.Snapshot(ctx)
+	if err != nil {
+		return 0, status.Error(codes.Unavailable, err.Error())
+	}
+	return int64(snap.Count(t.spec.CountKey(), t.spec.Counts)), nil
+}
+
+// GetMetricSpec answers one metric per trigger, named after the pool and
+// filter, with the trigger's target.
+func (s *Service) GetMetricSpec(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.GetMetricSpecResponse, error) {
+	t, err := s.resolve(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetMetricSpecResponse{MetricSpecs: []*pb.MetricSpec{s.metricSpec(t)}}, nil
+}
+
+func (s *Service) metricSpec(t *target) *pb.MetricSpec {
+	return &pb.MetricSpec{MetricName: t.spec.MetricName(t.pool.ID), TargetSize: t.spec.Target, TargetSizeFloat: float64(t.spec.Target)}
+}
+
+// GetMetrics answers the number of jobs the trigger counts.
+func (s *Service) GetMetrics(ctx context.Context, req *pb.GetMetricsRequest) (*pb.GetMetricsResponse, error) {
+	t, err := s.resolve(ctx, req.GetScaledObjectRef())
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.count(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	name := req.GetMetricName()
+	if name == "" {
+		name = t.spec.MetricName(t.pool.ID)
+	}
+	return &pb.GetMetricsResponse{MetricValues: []*pb.MetricValue{{MetricName: name, MetricValue: n, MetricValueFloat: float64(n)}}}, nil
+}
+
+// IsActive is true when the count is above the activation target.
+func (s *Service) IsActive(ctx context.Context, ref *pb.ScaledObjectRef) (*pb.IsActiveResponse, error) {
+	t, err := s.resolve(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	n, err := s.count(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.IsActiveResponse{Result: n > t.spec.Activation}, nil
+}
+
+// StreamIsActive sends the current state at once, then every change. KEDA
+// ignores push triggers on ScaledJobs; this serves ScaledObjects (agents run
+// as a Deployment). While the data is stale the stream ends with
+// Unavailable, and KEDA reconnects with backoff.
+func (s *Service) StreamIsActive(ref *pb.ScaledObjectRef, stream pb.ExternalScaler_StreamIsActiveServer) error {
+	ctx := stream.Context()
+	var last *bool
+	for {
+		// Resolving again on every round keeps the pool's poller in use.
+		t, err := s.resolve(ctx, ref)
+		if err != nil {
+			return err
+		}
+		changed := t.poller.Changed()
+		n, err := s.count(ctx, t)
+		if err != nil {
+			return err
+		}
+		active := n > t.spec.Activation
+		if last == nil || *last != active {
+			if err := stream.Send(&pb.IsActiveResponse{Result: active}); err != nil {
+				return err
+			}
+			last = &active
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+// StreamMetricSpec sends the trigger's metric spec once: a trigger's target
+// comes from its metadata and never changes while the stream is open (a
+// change of metadata makes KEDA open a new stream).
+func (s *Service) StreamMetricSpec(ref *pb.ScaledObjectRef, stream pb.ExternalScaler_StreamMetricSpecServer) error {
+	t, err := s.resolve(stream.Context(), ref)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&pb.GetMetricSpecResponse{MetricSpecs: []*pb.MetricSpec{s.metricSpec(t)}}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}

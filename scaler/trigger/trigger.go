@@ -1,0 +1,351 @@
+// Package trigger parses the metadata of a ScaledJob trigger (`type:
+// external`, `triggers[].metadata`) as KEDA sends it in ScaledObjectRef, and
+// decides which of a pool's job requests the trigger counts.
+package trigger
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+)
+
+// Metadata keys.
+const (
+	KeyPoolName        = "poolName"
+	KeyPoolID          = "poolID"
+	KeyOrganization    = "organization"
+	KeyOrganizationURL = "organizationURL"
+	KeyTarget          = "targetPipelinesQueueLength"
+	KeyActivation      = "activationTargetPipelinesQueueLength"
+	KeyScaleOnInFlight = "scaleOnInFlight"
+	KeyCapabilities    = "capabilities"
+	KeyDemands         = "demands"
+	KeyRequireAll      = "requireAllDemands"
+	KeyRequireAllOnly  = "requireAllDemandsAndIgnoreOthers"
+	KeyCaseInsensitive = "caseInsensitiveDemandsProcessing"
+	KeyParent          = "parent"
+	KeyJobsToFetch     = "jobsToFetch"
+	KeyUnfinishedOnly  = "fetchUnfinishedJobsOnly"
+)
+
+// keysOfKEDA are set by KEDA itself for every external trigger.
+var keysOfKEDA = map[string]bool{"scalerAddress": true, "enableTLS": true, "unsafeSsl": true}
+
+// Error is invalid metadata: the key and what is wrong with it.
+type Error struct {
+	Key     string
+	Problem string
+}
+
+func (e *Error) Error() string {
+	if e.Key == "" {
+		return "trigger metadata: " + e.Problem
+	}
+	return fmt.Sprintf("trigger metadata %q: %s", e.Key, e.Problem)
+}
+
+func bad(key, format string, args ...any) *Error {
+	return &Error{Key: key, Problem: fmt.Sprintf(format, args...)}
+}
+
+// Organizations is what the parser needs to know of the configured
+// organizations.
+type Organizations interface {
+	// Names lists the configured organizations.
+	Names() []string
+	// URL returns the URL of a configured organization, normalized (lower
+	// case, no trailing slash).
+	URL(name string) (string, bool)
+}
+
+// Spec is a parsed trigger.
+type Spec struct {
+	Organization string // a configured organization's name
+	PoolName     string // exactly one of PoolName and PoolID is set
+	PoolID       int
+
+	Target          int64
+	Activation      int64
+	ScaleOnInFlight bool
+
+	filter    func(*pools.Job) bool // nil: every job
+	filterKey string
+}
+
+// Counts reports whether the trigger counts a job.
+func (s *Spec) Counts(j *pools.Job) bool {
+	if !s.ScaleOnInFlight && j.Received {
+		return false
+	}
+	return s.filter == nil || s.filter(j)
+}
+
+// CountKey identifies what Counts computes, for caching counts per
+// snapshot: two triggers with the same key count the same jobs.
+func (s *Spec) CountKey() string {
+	return s.filterKey + "|inflight=" + strconv.FormatBool(s.ScaleOnInFlight)
+}
+
+// MetricName is stable and unique per organization, pool and filter, and
+// within Kubernetes' metric name rules (lower case alphanumerics and '-').
+// KEDA prefixes it with the trigger index.
+func (s *Spec) MetricName(poolID int) string {
+	sum := sha256.Sum256([]byte(s.CountKey()))
+	org := slug(s.Organization, 24)
+	return fmt.Sprintf("azdo-%s-pool%d-%s", org, poolID, hex.EncodeToString(sum[:6]))
+}
+
+func slug(s string, max int) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	out := b.String()
+	if len(out) > max {
+		out = out[:max]
+	}
+	out = strings.Trim(out, "-")
+	if out == "" {
+		return "org"
+	}
+	return out
+}
+
+// Parse validates trigger metadata. Errors are *Error.
+func Parse(md map[string]string, orgs Organizations) (*Spec, error) {
+	for key := range md {
+		if !known(key) {
+			return nil, unknownKey(key)
+		}
+	}
+	s := &Spec{Target: 1, ScaleOnInFlight: true}
+	var err error
+	if s.Organization, err = parseOrganization(md, orgs); err != nil {
+		return nil, err
+	}
+
+	name, hasName := md[KeyPoolName]
+	idText, hasID := md[KeyPoolID]
+	switch {
+	case hasName && hasID:
+		return nil, bad(KeyPoolID, "set either poolName or poolID, not both")
+	case !hasName && !hasID:
+		return nil, bad(KeyPoolName, "required: set poolName or poolID")
+	case hasName:
+		if s.PoolName = strings.TrimSpace(name); s.PoolName == "" {
+			return nil, bad(KeyPoolName, "must not be empty")
+		}
+	default:
+		id, err := strconv.Atoi(strings.TrimSpace(idText))
+		if err != nil || id <= 0 {
+			return nil, bad(KeyPoolID, "must be a positive integer, got %q", idText)
+		}
+		s.PoolID = id
+	}
+
+	if s.Target, err = parseInt(md, KeyTarget, 1, 1); err != nil {
+		return nil, err
+	}
+	if s.Activation, err = parseInt(md, KeyActivation, 0, 0); err != nil {
+		return nil, err
+	}
+	if s.ScaleOnInFlight, err = parseBool(md, KeyScaleOnInFlight, true); err != nil {
+		return nil, err
+	}
+	// Accepted for drop-in compatibility with KEDA's scaler, and ignored:
+	// this scaler always fetches every unfinished job and nothing else.
+	if _, err = parseInt(md, KeyJobsToFetch, 250, 1); err != nil {
+		return nil, err
+	}
+	if _, err = parseBool(md, KeyUnfinishedOnly, false); err != nil {
+		return nil, err
+	}
+	if err := s.parseFilter(md); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Spec) parseFilter(md map[string]string) error {
+	var set []string
+	for _, k := range []string{KeyCapabilities, KeyDemands, KeyParent} {
+		if _, ok := md[k]; ok {
+			set = append(set, k)
+		}
+	}
+	if len(set) > 1 {
+		return bad(set[1], "set at most one of capabilities, demands and parent (also set: %s)", set[0])
+	}
+	requireAll, err := parseBool(md, KeyRequireAll, false)
+	if err != nil {
+		return err
+	}
+	requireAllOnly, err := parseBool(md, KeyRequireAllOnly, false)
+	if err != nil {
+		return err
+	}
+	caseInsensitive, err := parseBool(md, KeyCaseInsensitive, false)
+	if err != nil {
+		return err
+	}
+	if _, hasDemands := md[KeyDemands]; !hasDemands {
+		for k, v := range map[string]bool{KeyRequireAll: requireAll, KeyRequireAllOnly: requireAllOnly, KeyCaseInsensitive: caseInsensitive} {
+			if v {
+				return bad(k, "only applies together with demands")
+			}
+		}
+	}
+
+	switch {
+	case hasKey(md, KeyCapabilities):
+		caps, err := demands.ParseCapabilities(md[KeyCapabilities])
+		if err != nil {
+			return bad(KeyCapabilities, "%v (want NAME=VALUE or NAME, comma-separated)", err)
+		}
+		s.filterKey = "capabilities:" + canonicalCapabilities(md[KeyCapabilities])
+		s.filter = func(j *pools.Job) bool { return !j.Unparsable && caps.SatisfiesAll(j.Demands) }
+	case hasKey(md, KeyDemands):
+		list := md[KeyDemands]
+		if strings.TrimSpace(list) == "" {
+			return bad(KeyDemands, "must not be empty")
+		}
+		m := demands.NewKEDAMatcher(list, requireAll, requireAllOnly, caseInsensitive)
+		s.filterKey = fmt.Sprintf("demands:%s|all=%t|only=%t|ci=%t", list, requireAll, requireAllOnly, caseInsensitive)
+		s.filter = func(j *pools.Job) bool { return m.Matches(j.RawDemands) }
+	case hasKey(md, KeyParent):
+		parent := md[KeyParent]
+		if strings.TrimSpace(parent) == "" {
+			return bad(KeyParent, "must not be empty")
+		}
+		s.filterKey = "parent:" + parent
+		s.filter = func(j *pools.Job) bool {
+			for _, a := range j.MatchedAgents {
+				if a == parent { // KEDA compares agent names exactly
+					return true
+				}
+			}
+			return false
+		}
+	default:
+		s.filterKey = "all"
+	}
+	return nil
+}
+
+// canonicalCapabilities orders the list, so that the same capabilities
+// written in another order give the same metric and count cache.
+func canonicalCapabilities(list string) string {
+	var items []string
+	for _, item := range strings.Split(list, ",") {
+		name, value, _ := strings.Cut(strings.TrimSpace(item), "=")
+		items = append(items, strings.ToLower(strings.TrimSpace(name))+"="+strings.TrimSpace(value))
+	}
+	sort.Strings(items)
+	return strings.Join(items, ",")
+}
+
+func hasKey(md map[string]string, k string) bool {
+	_, ok := md[k]
+	return ok
+}
+
+func known(key string) bool {
+	switch key {
+	case KeyPoolName, KeyPoolID, KeyOrganization, KeyOrganizationURL, KeyOrganizationURL + "FromEnv",
+		KeyTarget, KeyActivation, KeyScaleOnInFlight, KeyCapabilities, KeyDemands, KeyRequireAll,
+		KeyRequireAllOnly, KeyCaseInsensitive, KeyParent, KeyJobsToFetch, KeyUnfinishedOnly:
+		return true
+	}
+	return keysOfKEDA[key]
+}
+
+func unknownKey(key string) *Error {
+	if strings.HasPrefix(strings.ToLower(key), "personalaccesstoken") {
+		// Never echo the value: KEDA resolves ...FromEnv keys and sends the token itself.
+		return bad(key, "not accepted: the scaler authenticates with the PAT configured for the organization; remove this key (its value is a secret KEDA would send over gRPC)")
+	}
+	for _, k := range []string{KeyPoolName, KeyPoolID, KeyOrganization, KeyOrganizationURL, KeyTarget, KeyActivation,
+		KeyScaleOnInFlight, KeyCapabilities, KeyDemands, KeyRequireAll, KeyRequireAllOnly, KeyCaseInsensitive, KeyParent} {
+		if strings.EqualFold(k, key) {
+			return bad(key, "unknown key; did you mean %q? (keys are case-sensitive)", k)
+		}
+	}
+	return bad(key, "unknown key (see the README for the supported keys)")
+}
+
+func parseOrganization(md map[string]string, orgs Organizations) (string, error) {
+	names := orgs.Names()
+	name, hasName := md[KeyOrganization]
+	urlKey := KeyOrganizationURL
+	orgURL, hasURL := md[urlKey]
+	if fromEnv, ok := md[KeyOrganizationURL+"FromEnv"]; ok {
+		if hasURL {
+			return "", bad(KeyOrganizationURL+"FromEnv", "set either organizationURL or organizationURLFromEnv, not both")
+		}
+		urlKey, orgURL, hasURL = KeyOrganizationURL+"FromEnv", fromEnv, true
+	}
+	if hasName {
+		if _, ok := orgs.URL(name); !ok {
+			return "", bad(KeyOrganization, "%q is not a configured organization (configured: %s)", name, strings.Join(names, ", "))
+		}
+	}
+	if hasURL {
+		want := strings.ToLower(strings.TrimRight(strings.TrimSpace(orgURL), "/"))
+		match := ""
+		for _, n := range names {
+			if u, _ := orgs.URL(n); u == want {
+				match = n
+			}
+		}
+		if match == "" {
+			// The scaler never sends a configured PAT to another URL.
+			return "", bad(urlKey, "%q is not the URL of a configured organization", orgURL)
+		}
+		if hasName && match != name {
+			return "", bad(urlKey, "%q is the URL of organization %q, not of %q", orgURL, match, name)
+		}
+		return match, nil
+	}
+	if hasName {
+		return name, nil
+	}
+	if len(names) == 1 {
+		return names[0], nil
+	}
+	return "", bad(KeyOrganization, "required: the scaler serves %d organizations (%s)", len(names), strings.Join(names, ", "))
+}
+
+func parseInt(md map[string]string, key string, def, minimum int64) (int64, error) {
+	v, ok := md[key]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < minimum {
+		return 0, bad(key, "must be an integer >= %d, got %q", minimum, v)
+	}
+	return n, nil
+}
+
+func parseBool(md map[string]string, key string, def bool) (bool, error) {
+	v, ok := md[key]
+	if !ok {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return false, bad(key, "must be true or false, got %q", v)
+	}
+	return b, nil
+}
