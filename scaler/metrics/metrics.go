@@ -93,10 +93,14 @@ func (m *Metrics) AgentDeleted(org, pool string, dryRun bool) {
 }
 
 // AgentKept counts an agent kept, with the reason (sweeper.Observer).
-func (m *Metrics) AgentKept(org, pool, reason string) { m.sweepKept.WithLabelValues(org, pool, reason).Inc() }
+func (m *Metrics) AgentKept(org, pool, reason string) {
+	m.sweepKept.WithLabelValues(org, pool, reason).Inc()
+}
 
 // SweepError counts a failure (sweeper.Observer).
-func (m *Metrics) SweepError(org, pool, op string) { m.sweepErrors.WithLabelValues(org, pool, op).Inc() }
+func (m *Metrics) SweepError(org, pool, op string) {
+	m.sweepErrors.WithLabelValues(org, pool, op).Inc()
+}
 
 // Describe implements prometheus.Collector for the snapshot ages.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.snapshotAgeDsc }
