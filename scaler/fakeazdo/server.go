@@ -376,6 +376,10 @@ func (o *Org) FinishJob(requestID uint64, result string) error {
 	return nil
 }
 
+// agentVersion is the version fake agents report unless their capabilities
+// say otherwise.
+const agentVersion = "4.264.2"
+
 // Agent describes an agent to register.
 type Agent struct {
 	Name            string
@@ -405,12 +409,13 @@ func (o *Org) AddAgent(poolID int, spec Agent) int {
 	if created.IsZero() {
 		created = time.Now().UTC()
 	}
-	caps := map[string]string{}
+	// Every agent reports these system capabilities itself.
+	caps := map[string]string{"Agent.Name": spec.Name, "Agent.Version": agentVersion}
 	for k, v := range spec.Capabilities {
 		caps[k] = v
 	}
 	a := &taskagent.TaskAgent{
-		Id: &id, Name: ptr(spec.Name), Status: &status, Enabled: &enabled, Version: ptr("4.264.2"),
+		Id: &id, Name: ptr(spec.Name), Status: &status, Enabled: &enabled, Version: ptr(caps["Agent.Version"]),
 		OsDescription: ptr("Linux 6.1.0 #1 SMP"), ProvisioningState: ptr("Provisioned"), AccessPoint: ptr("CodexAccessMapping"),
 		CreatedOn: &azuredevops.Time{Time: created}, StatusChangedOn: &azuredevops.Time{Time: spec.StatusChangedOn},
 		MaxParallelism: ptr(1), SystemCapabilities: &caps, UserCapabilities: &map[string]string{},
@@ -920,4 +925,17 @@ func writeError(w http.ResponseWriter, status int, typeKey, message string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// JobRequestsBody is the body the server would answer for a pool's
+// unfinished job requests (completedRequestCount=0), for benchmarks.
+func JobRequestsBody(o *Org, poolID int) ([]byte, error) {
+	o.server.mu.Lock()
+	defer o.server.mu.Unlock()
+	p, ok := o.pools[poolID]
+	if !ok {
+		return nil, fmt.Errorf("no pool %d", poolID)
+	}
+	_, body := collection(p.jobRequests(queryValues{"completedrequestcount": "0"}))
+	return body, nil
 }

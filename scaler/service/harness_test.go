@@ -32,6 +32,7 @@ type env struct {
 	conn   *grpc.ClientConn
 	logs   *syncBuffer
 	reg    *pools.Registry
+	svc    *service.Service
 }
 
 type syncBuffer struct {
@@ -64,6 +65,9 @@ type envOptions struct {
 // configured for them with the same PATs.
 func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fakeazdo.Org) {
 	t.Helper()
+	if o.refresh < 0 { // "never", for benchmarks: only the first fetch
+		o.refresh = time.Hour
+	}
 	if o.refresh == 0 {
 		o.refresh = 100 * time.Millisecond
 	}
@@ -117,7 +121,7 @@ func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fake
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &env{t: t, fake: fake, cfg: cfg, client: pb.NewExternalScalerClient(conn), conn: conn, logs: logs, reg: reg}, fakes
+	return &env{t: t, fake: fake, cfg: cfg, client: pb.NewExternalScalerClient(conn), conn: conn, logs: logs, reg: reg, svc: svc}, fakes
 }
 
 var _ = logrus.InfoLevel

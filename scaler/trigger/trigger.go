@@ -34,6 +34,14 @@ const (
 	KeyUnfinishedOnly  = "fetchUnfinishedJobsOnly"
 )
 
+// keys are this scaler's metadata keys, in the README's order.
+var keys = []string{KeyPoolName, KeyPoolID, KeyOrganization, KeyOrganizationURL, KeyOrganizationURL + "FromEnv",
+	KeyTarget, KeyActivation, KeyScaleOnInFlight, KeyCapabilities, KeyDemands, KeyRequireAll, KeyRequireAllOnly,
+	KeyCaseInsensitive, KeyParent, KeyJobsToFetch, KeyUnfinishedOnly}
+
+// Keys lists the metadata keys the scaler reads (KEDA's own keys aside).
+func Keys() []string { return append([]string(nil), keys...) }
+
 // keysOfKEDA are set by KEDA itself for every external trigger.
 var keysOfKEDA = map[string]bool{"scalerAddress": true, "enableTLS": true, "unsafeSsl": true}
 
@@ -261,11 +269,10 @@ func hasKey(md map[string]string, k string) bool {
 }
 
 func known(key string) bool {
-	switch key {
-	case KeyPoolName, KeyPoolID, KeyOrganization, KeyOrganizationURL, KeyOrganizationURL + "FromEnv",
-		KeyTarget, KeyActivation, KeyScaleOnInFlight, KeyCapabilities, KeyDemands, KeyRequireAll,
-		KeyRequireAllOnly, KeyCaseInsensitive, KeyParent, KeyJobsToFetch, KeyUnfinishedOnly:
-		return true
+	for _, k := range keys {
+		if k == key {
+			return true
+		}
 	}
 	return keysOfKEDA[key]
 }
@@ -275,8 +282,7 @@ func unknownKey(key string) *Error {
 		// Never echo the value: KEDA resolves ...FromEnv keys and sends the token itself.
 		return bad(key, "not accepted: the scaler authenticates with the PAT configured for the organization; remove this key (its value is a secret KEDA would send over gRPC)")
 	}
-	for _, k := range []string{KeyPoolName, KeyPoolID, KeyOrganization, KeyOrganizationURL, KeyTarget, KeyActivation,
-		KeyScaleOnInFlight, KeyCapabilities, KeyDemands, KeyRequireAll, KeyRequireAllOnly, KeyCaseInsensitive, KeyParent} {
+	for _, k := range keys {
 		if strings.EqualFold(k, key) {
 			return bad(key, "unknown key; did you mean %q? (keys are case-sensitive)", k)
 		}

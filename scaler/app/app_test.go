@@ -1,0 +1,246 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/logging"
+)
+
+const testPAT = "app-test-pat-0123456789abcdef"
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// start runs the whole scaler on loopback with the given flags.
+func start(t *testing.T, args ...string) (*Instance, *lockedBuffer) {
+	t.Helper()
+	args = append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "debug", "--sweep-interval", "0"}, args...)
+	flags, err := config.Parse("test", args, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	log, redactor, err := logging.New(logs, flags.LogFormat, flags.LogLevel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := Start(context.Background(), flags, log, redactor, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(inst.Stop)
+	return inst, logs
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestScalerEndToEndOverLoopback(t *testing.T) {
+	fake := fakeazdo.New()
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	org := fake.AddOrg("contoso", testPAT)
+	pool := org.AddPool("linux")
+	org.QueueJob(pool, fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux"}})
+	patFile := filepath.Join(t.TempDir(), "pat")
+	if err := os.WriteFile(patFile, []byte(testPAT), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inst, logs := start(t, "--org-url", fake.OrgURL("contoso"), "--pat-file", patFile, "--refresh-interval", "1s", "--stale-after", "5s")
+
+	conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "externalscaler.ExternalScaler"})
+	if err != nil || health.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("gRPC health = %v, %v", health, err)
+	}
+	client := pb.NewExternalScalerClient(conn)
+	ref := &pb.ScaledObjectRef{Name: "sj", Namespace: "ns", ScalerMetadata: map[string]string{"scalerAddress": inst.GRPCAddr, "poolName": "linux", "capabilities": "Agent.OS=Linux"}}
+	m, err := client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref, MetricName: "s0-x"})
+	if err != nil || m.MetricValues[0].MetricValueFloat != 1 {
+		t.Fatalf("GetMetrics = %v, %v", m, err)
+	}
+	_, _ = client.IsActive(ctx, &pb.ScaledObjectRef{ScalerMetadata: map[string]string{"poolID": "zero"}}) // an InvalidArgument, counted
+
+	base := "http://" + inst.HTTPAddr
+	if code, body := get(t, base+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("/healthz = %d %q", code, body)
+	}
+	if code, body := get(t, base+"/readyz"); code != 200 || !strings.HasPrefix(body, "ok") {
+		t.Errorf("/readyz = %d %q", code, body)
+	}
+	_, metrics := get(t, base+"/metrics")
+	for _, want := range []string{
+		`azdo_keda_scaler_azdo_requests_total{code="200",endpoint="jobrequests",organization="contoso"}`,
+		`azdo_keda_scaler_azdo_requests_total{code="200",endpoint="options",organization="contoso"}`,
+		`azdo_keda_scaler_azdo_request_duration_seconds_bucket{endpoint="jobrequests",organization="contoso"`,
+		`azdo_keda_scaler_pool_unfinished_jobs{organization="contoso",pool_id="1"} 1`,
+		`azdo_keda_scaler_snapshot_age_seconds{organization="contoso",pool_id="1"}`,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="GetMetrics",grpc_service="externalscaler.ExternalScaler",grpc_type="unary"} 1`,
+		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="IsActive",grpc_service="externalscaler.ExternalScaler",grpc_type="unary"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	inst.Stop()
+	if strings.Contains(metrics, testPAT) || strings.Contains(logs.String(), testPAT) {
+		t.Fatal("the PAT appears in metrics or logs")
+	}
+	if !strings.Contains(logs.String(), "azdo-keda-scaler started") {
+		t.Fatalf("no start-up log line:\n%s", logs.String())
+	}
+}
+
+func TestDemo(t *testing.T) {
+	inst, _ := start(t, "--demo", "--refresh-interval", "1s")
+	conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	demo.Report(ctx, pb.NewExternalScalerClient(conn), &out)
+	report := out.String()
+	for _, s := range demo.Samples() {
+		if !strings.Contains(report, s.Name) {
+			t.Errorf("the report lacks %s:\n%s", s.Name, report)
+		}
+	}
+	if strings.Contains(report, "error") || strings.Contains(report, "?") {
+		t.Fatalf("the demo report has errors:\n%s", report)
+	}
+}
+
+// tlsFiles writes a CA, a server certificate for 127.0.0.1 and a client
+// certificate, as cert-manager would for the chart.
+func tlsFiles(t *testing.T) (dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, _ := x509.ParseCertificate(caDER)
+	write := func(name, typ string, der []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ca.crt", "CERTIFICATE", caDER)
+	for i, name := range []string{"server", "client"} {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(2 + i)), Subject: pkix.Name{CommonName: name}, NotBefore: time.Now().Add(-time.Hour),
+			NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+		der, _ := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		keyDER, _ := x509.MarshalECPrivateKey(key)
+		write(name+".crt", "CERTIFICATE", der)
+		write(name+".key", "EC PRIVATE KEY", keyDER)
+	}
+	return dir
+}
+
+func TestMutualTLS(t *testing.T) {
+	dir := tlsFiles(t)
+	inst, _ := start(t, "--demo", "--grpc-tls-cert", filepath.Join(dir, "server.crt"), "--grpc-tls-key", filepath.Join(dir, "server.key"),
+		"--grpc-tls-client-ca", filepath.Join(dir, "ca.crt"))
+	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	check := func(cfg *tls.Config) error {
+		conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	// KEDA with caCert + tlsClientCert/tlsClientKey.
+	clientCert, err := tls.LoadX509KeyPair(filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := check(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{clientCert}}); err != nil {
+		t.Fatalf("with a client certificate: %v", err)
+	}
+	if err := check(&tls.Config{RootCAs: roots}); err == nil {
+		t.Fatal("a client without a certificate must be refused")
+	}
+	conn, _ := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
+		t.Fatal("a plaintext client must be refused")
+	}
+}
+
+func TestRunRejectsBadFlags(t *testing.T) {
+	var stderr bytes.Buffer
+	err := Run(context.Background(), []string{"--org-url", "https://dev.azure.com/x"}, func(string) string { return "" }, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "AZDO_PAT") {
+		t.Fatalf("Run = %v", err)
+	}
+}

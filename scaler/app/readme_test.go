@@ -1,0 +1,38 @@
+package app
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/trigger"
+)
+
+// README.md is the front door: every flag, its environment variable and
+// every trigger metadata key must be documented there.
+func TestREADMEDocumentsEveryFlagAndKey(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	config.NewFlagSet("x", &config.Flags{}).VisitAll(func(f *flag.Flag) {
+		for _, want := range []string{"`--" + f.Name + "`", "`" + config.EnvName(f.Name) + "`"} {
+			if !strings.Contains(readme, want) {
+				t.Errorf("README.md does not document %s", want)
+			}
+		}
+	})
+	for _, key := range trigger.Keys() {
+		if !strings.Contains(readme, "| `"+key+"` |") {
+			t.Errorf("README.md's metadata table lacks %s", key)
+		}
+	}
+	for _, cmd := range []string{"make run", "make test"} {
+		if !strings.Contains(readme, cmd) {
+			t.Errorf("README.md does not give %q", cmd)
+		}
+	}
+}

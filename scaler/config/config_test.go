@@ -1,0 +1,119 @@
+package config
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestFlagsAndEnvironment(t *testing.T) {
+	f, err := Parse("x", []string{"--org-url", "https://dev.azure.com/contoso", "--refresh-interval", "15s"},
+		env(map[string]string{"AZDO_PAT": "p", "AZDO_REFRESH_INTERVAL": "30s", "AZDO_STALE_AFTER": "5m", "AZDO_SWEEP_DRY_RUN": "true"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.RefreshInterval != 15*time.Second {
+		t.Errorf("a flag on the command line must win over its env: %v", f.RefreshInterval)
+	}
+	if f.StaleAfter != 5*time.Minute || !f.SweepDryRun || f.PAT != "p" || f.GRPCAddr != ":6000" || f.HTTPAddr != ":8080" {
+		t.Errorf("flags = %+v", f)
+	}
+	for _, bad := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, nil, "set --org-url"},
+		{[]string{"--org-url", "https://x/y"}, nil, "needs --pat-file or AZDO_PAT"},
+		{[]string{"--config", "c.yaml", "--org-url", "https://x/y"}, nil, "not both"},
+		{[]string{"--demo", "--log-format", "xml"}, nil, "--log-format"},
+		{[]string{"--demo", "--refresh-interval", "100ms"}, nil, "--refresh-interval"},
+		{[]string{"--demo", "--stale-after", "5s"}, nil, "--stale-after"},
+		{[]string{"--demo", "--grpc-tls-cert", "c"}, nil, "go together"},
+		{[]string{"--demo", "--grpc-tls-client-ca", "c"}, nil, "needs --grpc-tls-cert"},
+		{[]string{"--demo", "--sweep-agent-pattern", "[x"}, nil, "not a glob"},
+		{[]string{"--demo"}, map[string]string{"AZDO_STALE_AFTER": "soon"}, "AZDO_STALE_AFTER"},
+		{[]string{"--demo", "extra"}, nil, "unexpected argument"},
+	} {
+		_, err := Parse("x", bad.args, env(bad.env), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%v %v: error %v, want %q", bad.args, bad.env, err, bad.want)
+		}
+	}
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadFile(t *testing.T) {
+	patFile := writeFile(t, "pat", "token\n")
+	file := writeFile(t, "config.yaml", `
+organizations:
+  - url: https://dev.azure.com/Contoso/
+    patFile: `+patFile+`
+    allowedNamespaces: ["team-*"]
+    pools:
+      - name: GPU
+        allowedNamespaces: [ml]
+      - id: 7
+  - name: fab
+    url: https://fabrikam.visualstudio.com
+    patFile: `+patFile+`
+`)
+	cfg, err := LoadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Names(); len(got) != 2 || got[0] != "Contoso" || got[1] != "fab" {
+		t.Fatalf("names = %v", got)
+	}
+	if u, _ := cfg.URL("Contoso"); u != "https://dev.azure.com/contoso" {
+		t.Errorf("URL = %q", u)
+	}
+	if p, err := cfg.Organizations[0].PAT().PAT(); err != nil || p != "token" {
+		t.Errorf("PAT = %q, %v", p, err)
+	}
+	for _, c := range []struct {
+		org, pool, ns string
+		id            int
+		want          bool
+	}{
+		{"Contoso", "gpu", "ml", 3, true},
+		{"Contoso", "GPU", "team-a", 3, false}, // the pool's own list wins
+		{"Contoso", "linux", "team-a", 4, true},
+		{"Contoso", "linux", "other", 4, false},
+		{"Contoso", "by-id", "team-x", 7, true}, // listed without its own list: the organization's
+		{"fab", "any", "anyone", 1, true},
+		{"nope", "any", "anyone", 1, false},
+	} {
+		if got := cfg.Allowed(c.org, azdo.Pool{ID: c.id, Name: c.pool}, c.ns); got != c.want {
+			t.Errorf("Allowed(%s, %s, %s) = %v", c.org, c.pool, c.ns, got)
+		}
+	}
+	for _, bad := range []struct{ yaml, want string }{
+		{"organizations: []", "no organizations"},
+		{"organizations:\n  - url: https://dev.azure.com/a\n", "patFile is required"},
+		{"organizations:\n  - url: ftp://x\n    patFile: p\n", "not an http(s) URL"},
+		{"organizations:\n  - url: https://dev.azure.com/a\n    patFile: p\n    colour: blue\n", "colour"},
+		{"organizations:\n  - url: https://dev.azure.com/a\n    patFile: p\n  - url: https://dev.azure.com/A/\n    patFile: p\n", "twice"},
+		{"organizations:\n  - url: https://dev.azure.com/a\n    patFile: p\n    pools: [{name: x, id: 3}]\n", "exactly one of name and id"},
+	} {
+		_, err := LoadFile(writeFile(t, "c.yaml", bad.yaml))
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%q: error %v, want %q", bad.yaml, err, bad.want)
+		}
+	}
+}

@@ -1,0 +1,159 @@
+package trigger
+
+import (
+	"errors"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+)
+
+type orgs map[string]string
+
+func (o orgs) Names() []string {
+	var out []string
+	for k := range o {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (o orgs) URL(name string) (string, bool) {
+	u, ok := o[name]
+	return u, ok
+}
+
+var one = orgs{"contoso": "https://dev.azure.com/contoso"}
+
+func job(t *testing.T, received bool, matched []string, ds ...string) *pools.Job {
+	t.Helper()
+	j := &pools.Job{RawDemands: ds, Received: received, MatchedAgents: matched}
+	for _, s := range ds {
+		d, err := demands.Parse(s)
+		if err != nil {
+			j.Unparsable = true
+			continue
+		}
+		j.Demands = append(j.Demands, d)
+	}
+	return j
+}
+
+func TestDefaults(t *testing.T) {
+	s, err := Parse(map[string]string{"poolName": "p", "scalerAddress": "x:6000", "enableTLS": "false"}, one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Organization != "contoso" || s.PoolName != "p" || s.Target != 1 || s.Activation != 0 || !s.ScaleOnInFlight {
+		t.Fatalf("defaults = %+v", s)
+	}
+	if !s.Counts(job(t, true, nil, "anything")) {
+		t.Error("no filter and scaleOnInFlight=true must count a running job")
+	}
+}
+
+func TestCountsByFilter(t *testing.T) {
+	linux := job(t, false, []string{"tpl"}, "Agent.OS -equals Linux", "docker")
+	bad := job(t, false, nil, "x -weird y")
+	cases := []struct {
+		md   map[string]string
+		j    *pools.Job
+		want bool
+	}{
+		{map[string]string{"capabilities": "Agent.OS=Linux,docker"}, linux, true},
+		{map[string]string{"capabilities": "Agent.OS=Linux"}, linux, false},
+		{map[string]string{"capabilities": "x=y"}, bad, false}, // an unparsable demand is never counted by capabilities
+		{map[string]string{}, bad, true},                       // but the whole pool counts it
+		{map[string]string{"parent": "tpl"}, linux, true},
+		{map[string]string{"parent": "other"}, linux, false},
+		{map[string]string{"demands": "Agent.OS -equals Linux,docker,extra"}, linux, true},
+		{map[string]string{"scaleOnInFlight": "false"}, job(t, true, nil), false},
+	}
+	for _, c := range cases {
+		c.md["poolName"] = "p"
+		s, err := Parse(c.md, one)
+		if err != nil {
+			t.Fatalf("%v: %v", c.md, err)
+		}
+		if got := s.Counts(c.j); got != c.want {
+			t.Errorf("%v counts %+v = %v, want %v", c.md, c.j, got, c.want)
+		}
+	}
+}
+
+func TestOrganizationChoice(t *testing.T) {
+	two := orgs{"a": "https://dev.azure.com/a", "b": "https://dev.azure.com/b"}
+	for _, c := range []struct {
+		md   map[string]string
+		want string
+		key  string
+	}{
+		{map[string]string{"organization": "b"}, "b", ""},
+		{map[string]string{"organizationURL": "https://dev.azure.com/A/"}, "a", ""},
+		{map[string]string{"organizationURLFromEnv": "https://dev.azure.com/b"}, "b", ""},
+		{map[string]string{"organization": "a", "organizationURL": "https://dev.azure.com/b"}, "", "organizationURL"},
+		{map[string]string{"organizationURL": "x", "organizationURLFromEnv": "y"}, "", "organizationURLFromEnv"},
+		{map[string]string{}, "", "organization"},
+	} {
+		c.md["poolID"] = "7"
+		s, err := Parse(c.md, two)
+		var e *Error
+		switch {
+		case c.key == "" && (err != nil || s.Organization != c.want):
+			t.Errorf("%v: %v, %v; want %s", c.md, s, err, c.want)
+		case c.key != "" && (!errors.As(err, &e) || e.Key != c.key):
+			t.Errorf("%v: error %v, want one about %s", c.md, err, c.key)
+		}
+	}
+}
+
+var metricName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+func TestMetricNameRules(t *testing.T) {
+	for _, org := range []string{"contoso", "Contoso Org!", "---", strings.Repeat("x", 200), "ÄÖÜ"} {
+		s := &Spec{Organization: org, ScaleOnInFlight: true, filterKey: "all"}
+		name := s.MetricName(123456)
+		if !metricName.MatchString(name) || len(name) > 63 {
+			t.Errorf("MetricName for %q = %q", org, name)
+		}
+	}
+}
+
+// FuzzParse checks that any metadata either parses into a usable spec or
+// is rejected with an *Error naming a key that was given (or the missing
+// pool key), and that secrets are never echoed.
+func FuzzParse(f *testing.F) {
+	f.Add("poolName", "linux", "capabilities", "Agent.OS=Linux,docker", "targetPipelinesQueueLength", "2")
+	f.Add("poolID", "12", "demands", "docker", "requireAllDemands", "true")
+	f.Add("poolName", "p", "parent", "tpl", "scaleOnInFlight", "false")
+	f.Add("poolName", "p", "personalAccessTokenFromEnv", "SECRET-VALUE", "organization", "contoso")
+	f.Add("poolID", "-1", "poolName", "", "jobsToFetch", "abc")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2, k3, v3 string) {
+		md := map[string]string{k1: v1, k2: v2, k3: v3}
+		s, err := Parse(md, one)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			if _, given := md[e.Key]; !given && e.Key != KeyPoolName && e.Key != KeyOrganization {
+				t.Fatalf("error names key %q that was not given: %v", e.Key, err)
+			}
+			for k, v := range md {
+				if strings.HasPrefix(strings.ToLower(k), "personalaccesstoken") && len(v) > 3 && strings.Contains(err.Error(), v) {
+					t.Fatalf("error echoes a secret: %v", err)
+				}
+			}
+			return
+		}
+		if (s.PoolName == "") == (s.PoolID == 0) || s.Target < 1 || s.Activation < 0 || s.Organization != "contoso" {
+			t.Fatalf("invalid spec accepted: %+v from %v", s, md)
+		}
+		if name := s.MetricName(1); !metricName.MatchString(name) || len(name) > 63 {
+			t.Fatalf("metric name %q", name)
+		}
+		_ = s.Counts(&pools.Job{RawDemands: []string{v1, v2}, MatchedAgents: []string{v3}})
+	})
+}
