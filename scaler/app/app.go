@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bombsimon/logrusr/v4"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"k8s.io/klog/v2"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
@@ -35,6 +37,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/metrics"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/service"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/sweeper"
 )
 
 // Version is set at build time (-ldflags -X).
@@ -50,6 +53,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	// client-go (leader election) logs through klog: send it to logrus so
+	// that --log-format json stays JSON.
+	klog.SetLogger(logrusr.New(log))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	inst, err := Start(ctx, flags, log, redactor, stdout)
@@ -72,6 +78,7 @@ type Instance struct {
 
 	grpcServer *grpc.Server
 	httpServer *http.Server
+	parents    *sweeper.Parents
 	cancel     context.CancelFunc
 	done       chan struct{}
 	ready      atomic.Bool
@@ -80,7 +87,7 @@ type Instance struct {
 // Start starts every part and returns once the servers listen.
 func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, redactor *logging.Redactor, stdout io.Writer) (*Instance, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	inst := &Instance{cancel: cancel, done: make(chan struct{})}
+	inst := &Instance{cancel: cancel, done: make(chan struct{}), parents: sweeper.NewParents()}
 	fail := func(err error) (*Instance, error) {
 		cancel()
 		if inst.Demo != nil {
@@ -117,7 +124,7 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, redacto
 	}
 	inst.Registry = pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: flags.RefreshInterval, StaleAfter: flags.StaleAfter,
 		IdleAfter: flags.PollerIdle, Observer: m, Logger: log})
-	svc := service.New(inst.Registry, cfg, cfg, service.Options{Logger: log})
+	svc := service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add})
 
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(grpcMetrics)

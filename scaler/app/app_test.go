@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -242,5 +243,76 @@ func TestRunRejectsBadFlags(t *testing.T) {
 	err := Run(context.Background(), []string{"--org-url", "https://dev.azure.com/x"}, func(string) string { return "" }, io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "AZDO_PAT") {
 		t.Fatalf("Run = %v", err)
+	}
+}
+
+// The whole scaler sweeps the pools its triggers use, and keeps the agent a
+// trigger names as parent, in dry run and for real.
+func TestSweeperInTheScaler(t *testing.T) {
+	fake := fakeazdo.New()
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	org := fake.AddOrg("contoso", testPAT)
+	pool := org.AddPool("linux")
+	old := time.Now().Add(-time.Hour)
+	org.AddAgent(pool, fakeazdo.Agent{Name: "linux-agents-abc12", StatusChangedOn: old})
+	org.AddAgent(pool, fakeazdo.Agent{Name: "linux-agents-template", StatusChangedOn: old})
+	org.AddAgent(pool, fakeazdo.Agent{Name: "linux-agents-live", Online: true, StatusChangedOn: old})
+	org.AddAgent(pool, fakeazdo.Agent{Name: "someones-vm", StatusChangedOn: old})
+
+	for _, dryRun := range []bool{true, false} {
+		args := []string{"--org-url", fake.OrgURL("contoso"), "--refresh-interval", "1s", "--stale-after", "5s",
+			"--sweep-interval", "300ms", "--sweep-agent-pattern", "linux-agents-*"}
+		if dryRun {
+			args = append(args, "--sweep-dry-run")
+		}
+		t.Setenv("AZDO_PAT", testPAT)
+		flags, err := config.Parse("test", append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...), os.Getenv, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, redactor, _ := logging.New(io.Discard, "text", "debug")
+		inst, err := Start(context.Background(), flags, log, redactor, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, _ := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err = pb.NewExternalScalerClient(conn).IsActive(ctx, &pb.ScaledObjectRef{Namespace: "ns",
+			ScalerMetadata: map[string]string{"poolName": "linux", "parent": "linux-agents-template"}})
+		cancel()
+		conn.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		var metrics string
+		for time.Now().Before(deadline) {
+			_, metrics = get(t, "http://"+inst.HTTPAddr+"/metrics")
+			if strings.Contains(metrics, "azdo_keda_scaler_sweeper_agents_deleted_total") {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		inst.Stop()
+		want := `azdo_keda_scaler_sweeper_agents_deleted_total{dry_run="` + fmt.Sprint(dryRun) + `",organization="contoso",pool_id="1"}`
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("dry run %v: no %s in\n%s", dryRun, want, metrics)
+		}
+		for _, reason := range []string{"parent", "online", "outside-pattern"} {
+			if !strings.Contains(metrics, `reason="`+reason+`"`) {
+				t.Errorf("dry run %v: no agent kept for %s", dryRun, reason)
+			}
+		}
+		names := org.AgentNames(pool)
+		wantNames := "[linux-agents-abc12 linux-agents-live linux-agents-template someones-vm]"
+		if !dryRun {
+			wantNames = "[linux-agents-live linux-agents-template someones-vm]"
+		}
+		if fmt.Sprint(names) != wantNames {
+			t.Fatalf("dry run %v: agents left %v, want %s", dryRun, names, wantNames)
+		}
 	}
 }

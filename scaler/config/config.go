@@ -44,6 +44,7 @@ type Flags struct {
 	SweepMaxDeletions   int
 	SweepDryRun         bool
 	LeaderElect         bool
+	Kubeconfig          string
 	LeaderElectNS       string
 	LeaderElectLease    string
 	LeaderElectIdentity string
@@ -96,6 +97,7 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.IntVar(&f.SweepMaxDeletions, "sweep-max-deletions", 50, "most agents removed per pool per sweep")
 	fs.BoolVar(&f.SweepDryRun, "sweep-dry-run", false, "log what the sweeper would remove, remove nothing")
 	fs.BoolVar(&f.LeaderElect, "leader-elect", false, "with several replicas, only the holder of a Kubernetes Lease sweeps (in a cluster only)")
+	fs.StringVar(&f.Kubeconfig, "kubeconfig", "", "kubeconfig for --leader-elect outside a cluster (default: in-cluster config)")
 	fs.StringVar(&f.LeaderElectNS, "leader-elect-namespace", "", "namespace of the Lease (default: the pod's namespace)")
 	fs.StringVar(&f.LeaderElectLease, "leader-elect-lease", "azdo-keda-scaler-sweeper", "name of the Lease")
 	fs.StringVar(&f.LeaderElectIdentity, "leader-elect-identity", "", "identity in the Lease (default: the host name)")

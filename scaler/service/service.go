@@ -35,6 +35,9 @@ type Options struct {
 	// snapshot when the caller set no deadline. Default 10s.
 	FirstAnswerWait time.Duration
 	Logger          logrus.FieldLogger
+	// OnParent is told the parent agent named by every trigger that has
+	// one, so that the sweeper never removes it.
+	OnParent func(org, name string)
 }
 
 // Service is KEDA's ExternalScaler.
@@ -76,6 +79,9 @@ func (s *Service) resolve(ctx context.Context, ref *pb.ScaledObjectRef) (*target
 	spec, err := s.specs.parse(ref.ScalerMetadata, s.orgs)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if spec.Parent != "" && s.opts.OnParent != nil {
+		s.opts.OnParent(spec.Organization, spec.Parent)
 	}
 	ctx, cancel := s.bound(ctx)
 	defer cancel()

@@ -81,6 +81,7 @@ type Spec struct {
 	Target          int64
 	Activation      int64
 	ScaleOnInFlight bool
+	Parent          string // the parent agent's name, when the trigger filters by parent
 
 	filter    func(*pools.Job) bool // nil: every job
 	filterKey string
@@ -236,6 +237,7 @@ func (s *Spec) parseFilter(md map[string]string) error {
 		if strings.TrimSpace(parent) == "" {
 			return bad(KeyParent, "must not be empty")
 		}
+		s.Parent = parent
 		s.filterKey = "parent:" + parent
 		s.filter = func(j *pools.Job) bool {
 			for _, a := range j.MatchedAgents {

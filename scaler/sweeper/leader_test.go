@@ -1,0 +1,95 @@
+package sweeper
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+)
+
+// Two replicas share a Lease (client-go's fake clientset) and sweep the
+// same pool: while one leads, the other never deletes; when the leader
+// stops, the other takes over; every stale agent is deleted exactly once.
+func TestTwoSweepersShareALease(t *testing.T) {
+	f := newFixture(t)
+	pool := f.org.AddPool("p")
+	for i := 0; i < 6; i++ {
+		f.org.AddAgent(pool, fakeazdo.Agent{Name: fmt.Sprintf("agents-%d", i), StatusChangedOn: time.Now().Add(-time.Hour)})
+	}
+	r := rules
+	r.MaxDeletions = 1 // one per sweep, so that sweeping spans a change of leader
+	client := fake.NewClientset()
+
+	var mu sync.Mutex
+	leading := map[string]bool{}
+	deletedBy := map[string]int{}
+	overlap := false
+	run := func(ctx context.Context, id string) {
+		_ = RunElected(ctx, Election{Client: client, Namespace: "keda", Lease: "sweeper", Identity: id, Logger: quietLogger(),
+			LeaseDuration: 600 * time.Millisecond, RenewDeadline: 400 * time.Millisecond, RetryPeriod: 100 * time.Millisecond},
+			func(lctx context.Context, isLeader func() bool) {
+				mu.Lock()
+				leading[id] = true
+				for other, on := range leading {
+					if other != id && on {
+						overlap = true
+					}
+				}
+				mu.Unlock()
+				defer func() { mu.Lock(); leading[id] = false; mu.Unlock() }()
+				s := f.sweeper([]Pool{{"contoso", pool, "p"}}, r, false, nil)
+				s.o.Leading = isLeader
+				for lctx.Err() == nil {
+					res := s.SweepOnce(lctx)
+					mu.Lock()
+					deletedBy[id] += res.Deleted
+					mu.Unlock()
+					time.Sleep(50 * time.Millisecond)
+				}
+			})
+	}
+	ctxA, stopA := context.WithCancel(context.Background())
+	ctxB, stopB := context.WithCancel(context.Background())
+	defer stopB()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); run(ctxA, "replica-a") }()
+	time.Sleep(200 * time.Millisecond) // a takes the Lease first
+	go func() { defer wg.Done(); run(ctxB, "replica-b") }()
+
+	waitFor := func(cond func() bool) bool {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if cond() {
+				return true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return false
+	}
+	if !waitFor(func() bool { mu.Lock(); defer mu.Unlock(); return deletedBy["replica-a"] >= 2 }) {
+		t.Fatal("the first replica never swept")
+	}
+	stopA() // releases the Lease
+	if !waitFor(func() bool { return len(f.org.AgentNames(pool)) == 0 }) {
+		t.Fatalf("agents left after failover: %v", f.org.AgentNames(pool))
+	}
+	stopB()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if overlap {
+		t.Fatal("both replicas led at the same time")
+	}
+	if deletedBy["replica-b"] == 0 {
+		t.Fatalf("the second replica never took over: %v", deletedBy)
+	}
+	if total := deletedBy["replica-a"] + deletedBy["replica-b"]; total != 6 || f.fake.Calls("contoso", fakeazdo.DeleteAgent) != 6 {
+		t.Fatalf("deleted %v (%d delete calls), want 6 in all, each once", deletedBy, f.fake.Calls("contoso", fakeazdo.DeleteAgent))
+	}
+}

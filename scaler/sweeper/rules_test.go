@@ -1,0 +1,81 @@
+package sweeper
+
+import (
+	"testing"
+	"time"
+)
+
+var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+var rules = Rules{OfflineFor: 15 * time.Minute, Pattern: "agents-*", Protect: []string{"*-template", "keep-me"}, MaxDeletions: 50}
+
+func decideOne(a Agent, parents ...string) Decision {
+	p := map[string]bool{}
+	for _, n := range parents {
+		p[n] = true
+	}
+	return Decide([]Agent{a}, now, rules, p)[0]
+}
+
+func TestEveryRule(t *testing.T) {
+	old := now.Add(-time.Hour)
+	cases := []struct {
+		name    string
+		agent   Agent
+		parents []string
+		reason  string
+	}{
+		{"stale", Agent{Name: "agents-1", StatusChangedOn: old}, nil, ReasonStale},
+		{"online", Agent{Name: "agents-1", Online: true, StatusChangedOn: old}, nil, KeptOnline},
+		{"busy", Agent{Name: "agents-1", Assigned: true, StatusChangedOn: old}, nil, KeptBusy},
+		{"recently offline", Agent{Name: "agents-1", StatusChangedOn: now.Add(-14 * time.Minute)}, nil, KeptRecent},
+		{"exactly the threshold", Agent{Name: "agents-1", StatusChangedOn: now.Add(-15 * time.Minute)}, nil, ReasonStale},
+		{"creation time when status never changed", Agent{Name: "agents-1", StatusChangedOn: time.Time{}.AddDate(0, 0, 0), CreatedOn: old}, nil, ReasonStale},
+		{"young by creation time", Agent{Name: "agents-1", CreatedOn: now.Add(-time.Minute)}, nil, KeptRecent},
+		{"no times at all", Agent{Name: "agents-1"}, nil, KeptUnknownAge},
+		{"outside the pattern", Agent{Name: "laptop-of-bob", StatusChangedOn: old}, nil, KeptPattern},
+		{"protected by glob", Agent{Name: "agents-template", StatusChangedOn: old}, nil, KeptProtected},
+		{"parent", Agent{Name: "agents-7", StatusChangedOn: old}, []string{"agents-7"}, KeptParent},
+		{"parent, other case", Agent{Name: "Agents-7", StatusChangedOn: old}, []string{"agents-7"}, KeptParent},
+	}
+	for _, c := range cases {
+		d := decideOne(c.agent, c.parents...)
+		if d.Reason != c.reason || d.Delete != (c.reason == ReasonStale) {
+			t.Errorf("%s: %+v, want %s", c.name, d, c.reason)
+		}
+	}
+	// A status-change time, when present, wins over an older creation time.
+	if d := decideOne(Agent{Name: "agents-1", CreatedOn: old, StatusChangedOn: now.Add(-time.Minute)}); d.Delete {
+		t.Error("an agent that went offline a minute ago must be kept, however old it is")
+	}
+	// A bad glob matches nothing.
+	if d := Decide([]Agent{{Name: "agents-1", StatusChangedOn: old}}, now, Rules{Pattern: "[", OfflineFor: time.Minute, MaxDeletions: 5}, nil)[0]; d.Delete {
+		t.Error("a bad pattern must delete nothing")
+	}
+}
+
+func TestDeletionCapKeepsOldestFirst(t *testing.T) {
+	var agents []Agent
+	for i := 0; i < 10; i++ {
+		agents = append(agents, Agent{ID: i, Name: "agents-x", StatusChangedOn: now.Add(-time.Duration(20+i) * time.Minute)})
+	}
+	r := rules
+	r.MaxDeletions = 3
+	deleted := map[int]bool{}
+	for _, d := range Decide(agents, now, r, nil) {
+		if d.Delete {
+			deleted[d.Agent.ID] = true
+		} else if d.Reason != KeptDeletionLimit {
+			t.Errorf("agent %d kept for %s", d.Agent.ID, d.Reason)
+		}
+	}
+	if len(deleted) != 3 || !deleted[9] || !deleted[8] || !deleted[7] {
+		t.Fatalf("deleted %v, want the three oldest (7, 8, 9)", deleted)
+	}
+	r.MaxDeletions = 0
+	for _, d := range Decide(agents, now, r, nil) {
+		if d.Delete {
+			t.Fatal("MaxDeletions 0 must delete nothing")
+		}
+	}
+}

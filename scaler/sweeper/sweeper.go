@@ -1,0 +1,256 @@
+package sweeper
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
+	"github.com/sirupsen/logrus"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+)
+
+// Source is an organization's client, as the sweeper uses it.
+type Source interface {
+	Agents(ctx context.Context, poolID int) ([]taskagent.TaskAgent, error)
+	DeleteAgent(ctx context.Context, poolID, agentID int) error
+}
+
+// Pool is a pool to sweep.
+type Pool struct {
+	Organization string
+	ID           int
+	Name         string
+}
+
+// Observer counts decisions (the metrics package).
+type Observer interface {
+	AgentDeleted(org, pool string, dryRun bool)
+	AgentKept(org, pool, reason string)
+	SweepError(org, pool, op string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) AgentDeleted(string, string, bool) {}
+func (nopObserver) AgentKept(string, string, string)  {}
+func (nopObserver) SweepError(string, string, string) {}
+
+// Options configure a Sweeper.
+type Options struct {
+	Rules    Rules
+	DryRun   bool
+	Sources  map[string]Source            // by organization name
+	Pools    func(context.Context) []Pool // the pools to sweep, asked at every sweep
+	Parents  *Parents                     // names triggers give as parent
+	Observer Observer
+	Logger   logrus.FieldLogger
+	// Leading is asked before every deletion; with leader election it is
+	// the elector's IsLeader, so a replica that lost the Lease mid-sweep
+	// stops deleting at once. Nil: always.
+	Leading func() bool
+	Now     func() time.Time
+}
+
+// Sweeper removes stale offline agents.
+type Sweeper struct {
+	o   Options
+	log logrus.FieldLogger
+}
+
+// New builds a sweeper.
+func New(o Options) *Sweeper {
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	if o.Logger == nil {
+		o.Logger = logrus.StandardLogger()
+	}
+	if o.Leading == nil {
+		o.Leading = func() bool { return true }
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Parents == nil {
+		o.Parents = NewParents()
+	}
+	return &Sweeper{o: o, log: o.Logger.WithField("component", "sweeper")}
+}
+
+// Result sums up one sweep.
+type Result struct {
+	Deleted int // deleted, or in dry-run would have been
+	Kept    int
+	Errors  int
+}
+
+// Run sweeps every interval until ctx ends. The first sweep waits one
+// interval, so that KEDA has asked about every trigger (and so named every
+// parent agent) since the scaler started.
+func (s *Sweeper) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.SweepOnce(ctx)
+	}
+}
+
+// SweepOnce sweeps every pool once.
+func (s *Sweeper) SweepOnce(ctx context.Context) Result {
+	var total Result
+	for _, p := range s.o.Pools(ctx) {
+		r := s.sweepPool(ctx, p)
+		total.Deleted += r.Deleted
+		total.Kept += r.Kept
+		total.Errors += r.Errors
+	}
+	return total
+}
+
+func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
+	var res Result
+	poolLabel := strconv.Itoa(p.ID)
+	log := s.log.WithFields(logrus.Fields{"organization": p.Organization, "pool": p.Name, "poolID": p.ID, "dryRun": s.o.DryRun})
+	src, ok := s.o.Sources[p.Organization]
+	if !ok {
+		log.Error("no client for the organization; not sweeping")
+		res.Errors++
+		return res
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	listed, err := src.Agents(ctx, p.ID)
+	if err != nil {
+		// Without a sure list, nothing is deleted.
+		log.WithError(err).Warn("listing agents failed; deleting nothing in this pool this sweep")
+		s.o.Observer.SweepError(p.Organization, poolLabel, "list")
+		res.Errors++
+		return res
+	}
+	agents := make([]Agent, 0, len(listed))
+	for _, a := range listed {
+		converted, ok := convert(a)
+		if !ok {
+			log.WithField("agent", a).Warn("an agent in the answer lacks its id, name or status; deleting nothing in this pool this sweep")
+			s.o.Observer.SweepError(p.Organization, poolLabel, "list")
+			res.Errors++
+			return res
+		}
+		agents = append(agents, converted)
+	}
+	now := s.o.Now()
+	for _, d := range Decide(agents, now, s.o.Rules, s.o.Parents.Names(p.Organization)) {
+		alog := log.WithFields(logrus.Fields{"agent": d.Agent.Name, "agentID": d.Agent.ID, "reason": d.Reason})
+		if !d.OfflineSince.IsZero() && !d.Agent.Online {
+			alog = alog.WithField("offlineFor", now.Sub(d.OfflineSince).Round(time.Second).String())
+		}
+		if !d.Delete {
+			alog.Debug("keeping agent")
+			s.o.Observer.AgentKept(p.Organization, poolLabel, d.Reason)
+			res.Kept++
+			continue
+		}
+		if s.o.DryRun {
+			alog.Info("would delete agent (dry run)")
+			s.o.Observer.AgentDeleted(p.Organization, poolLabel, true)
+			res.Deleted++
+			continue
+		}
+		if !s.o.Leading() {
+			log.Warn("lost the sweeper Lease during a sweep; stopping")
+			return res
+		}
+		err := src.DeleteAgent(ctx, p.ID, d.Agent.ID)
+		if errors.Is(err, azdo.ErrNotFound) || isStatus(err, 404) {
+			alog.Info("agent already removed")
+			continue
+		}
+		if err != nil {
+			// Tried again at the next sweep, never in a loop here.
+			alog.WithError(err).Warn("deleting agent failed; will retry at the next sweep")
+			s.o.Observer.SweepError(p.Organization, poolLabel, "delete")
+			res.Errors++
+			continue
+		}
+		alog.Info("deleted stale offline agent")
+		s.o.Observer.AgentDeleted(p.Organization, poolLabel, false)
+		res.Deleted++
+	}
+	return res
+}
+
+func isStatus(err error, code int) bool {
+	var e *azdo.Error
+	return errors.As(err, &e) && e.Status == code
+}
+
+func convert(a taskagent.TaskAgent) (Agent, bool) {
+	if a.Id == nil || a.Name == nil || a.Status == nil {
+		return Agent{}, false
+	}
+	out := Agent{ID: *a.Id, Name: *a.Name, Assigned: a.AssignedRequest != nil}
+	switch strings.ToLower(string(*a.Status)) {
+	case "online":
+		out.Online = true
+	case "offline":
+	default:
+		return Agent{}, false // an unknown status: in doubt
+	}
+	if a.StatusChangedOn != nil {
+		out.StatusChangedOn = a.StatusChangedOn.Time
+	}
+	if a.CreatedOn != nil {
+		out.CreatedOn = a.CreatedOn.Time
+	}
+	return out, true
+}
+
+// Parents records the agent names triggers give as parent, per
+// organization. Names are kept for the life of the process: forgetting a
+// protected name is the unsafe side.
+type Parents struct {
+	mu    sync.RWMutex
+	names map[string]map[string]bool
+}
+
+// NewParents makes an empty set.
+func NewParents() *Parents { return &Parents{names: map[string]map[string]bool{}} }
+
+// Add records a parent name of an organization.
+func (p *Parents) Add(org, name string) {
+	lower := strings.ToLower(name)
+	p.mu.RLock()
+	known := p.names[org][lower]
+	p.mu.RUnlock()
+	if known {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.names[org] == nil {
+		p.names[org] = map[string]bool{}
+	}
+	p.names[org][lower] = true
+}
+
+// Names returns a copy of an organization's parent names (lower case).
+// A parent is protected in every pool of its organization.
+func (p *Parents) Names(org string) map[string]bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	out := make(map[string]bool, len(p.names[org]))
+	for k := range p.names[org] {
+		out[k] = true
+	}
+	return out
+}
