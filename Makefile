@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app.Ve
 FUZZTIME  ?= 10s
 IMAGE     ?= azdo-keda-scaler:$(VERSION)
 
-.PHONY: all build run test lint unit fuzz ship manifests bench e2e image proto help
+.PHONY: all build run test lint unit fuzz ship manifests bench e2e e2e-tools image proto help
 
 all: build
 
@@ -42,6 +42,25 @@ manifests: ## regenerate deploy/ from the charts
 
 bench: ## micro-benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./scaler/pools ./scaler/service
+
+# The end-to-end tier: etcd, kube-apiserver and the KEDA operator built from the Go
+# modules pinned in test/e2e/tools (rebuilt only when those pins change).
+E2E_BIN := test/e2e/.work/bin
+KUBE_LDFLAGS := -X k8s.io/component-base/version.gitVersion=v1.34.4 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34
+
+$(E2E_BIN)/etcd: test/e2e/tools/etcd/go.mod test/e2e/tools/etcd/go.sum
+	cd test/e2e/tools/etcd && $(GO) build -trimpath -o $(CURDIR)/$@ go.etcd.io/etcd/server/v3
+
+$(E2E_BIN)/kube-apiserver: test/e2e/tools/kube-apiserver/go.mod test/e2e/tools/kube-apiserver/go.sum
+	cd test/e2e/tools/kube-apiserver && $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $(CURDIR)/$@ k8s.io/kubernetes/cmd/kube-apiserver
+
+$(E2E_BIN)/keda-operator: test/e2e/tools/keda-operator/go.mod test/e2e/tools/keda-operator/go.sum
+	cd test/e2e/tools/keda-operator && $(GO) build -trimpath -o $(CURDIR)/$@ github.com/kedacore/keda/v2/cmd/operator
+
+e2e-tools: $(E2E_BIN)/etcd $(E2E_BIN)/kube-apiserver $(E2E_BIN)/keda-operator ## build the end-to-end tier's etcd, kube-apiserver and KEDA
+
+e2e: build e2e-tools ## the end-to-end tier: real KEDA driving our ScaledJobs (logs in test/e2e/.work/logs)
+	cd test && $(GO) vet -tags e2e ./e2e && $(GO) test -tags e2e -count=1 -timeout 30m -v ./e2e
 
 image: ## build the container image (needs a container engine)
 	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) -t $(IMAGE) .

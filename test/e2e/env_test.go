@@ -1,0 +1,413 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/charts"
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// sweepPool is listed in the scalers' config, so it is swept without a trigger.
+var sweepPool int
+
+const (
+	pollingInterval = 2 * time.Second // every ScaledJob's KEDA pollingInterval
+	refresh         = time.Second     // the scaler's --refresh-interval
+	staleAfter      = 6 * time.Second // the scaler's --stale-after
+	orgPAT          = "e2e-scaler-pat-3c9a"
+)
+
+// env is what every scenario shares: one cluster, one fake Azure DevOps, and
+// the scaler every ScaledJob points at.
+var env struct {
+	cluster  *Cluster
+	kube     ctrlclient.Client
+	fake     *fakeazdo.Server
+	contoso  *fakeazdo.Org
+	outage   *fakeazdo.Org
+	scaler   *Scaler
+	bin      string // the scaler binary
+	work     string
+	summary  []string
+	summaryM sync.Mutex
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	root := charts.RepoRoot()
+	work := filepath.Join(root, "test", "e2e", ".work")
+	runDir := filepath.Join(work, "runs", time.Now().Format("20060102-150405"))
+	logDir := filepath.Join(runDir, "logs")
+	env.work = runDir
+	fail := func(err error) int {
+		fmt.Fprintln(os.Stderr, "e2e setup:", err)
+		printLogs(logDir)
+		return 1
+	}
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return fail(err)
+	}
+	fmt.Printf("e2e: work and logs in %s\n", runDir)
+
+	env.bin = filepath.Join(work, "bin", "azdo-keda-scaler")
+	build := exec.Command("go", "build", "-o", env.bin, "./cmd/azdo-keda-scaler")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fail(fmt.Errorf("building the scaler: %w", err))
+	}
+	kedaDir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/kedacore/keda/v2").Output()
+	if err != nil {
+		return fail(fmt.Errorf("locating the KEDA module: %w", err))
+	}
+
+	ctx := context.Background()
+	started := time.Now()
+	env.cluster, err = StartCluster(ctx, filepath.Join(work, "bin"), runDir, logDir,
+		filepath.Join(strings.TrimSpace(string(kedaDir)), "config", "crd", "bases"))
+	if err != nil {
+		return fail(err)
+	}
+	defer env.cluster.Stop()
+	fmt.Printf("e2e: etcd, kube-apiserver and KEDA ready in %s\n", time.Since(started).Round(time.Second))
+
+	scheme := runtime.NewScheme()
+	_ = batchv1.AddToScheme(scheme)
+	_ = corev1.AddToScheme(scheme)
+	_ = kedav1alpha1.AddToScheme(scheme)
+	if env.kube, err = ctrlclient.New(env.cluster.Rest, ctrlclient.Options{Scheme: scheme}); err != nil {
+		return fail(err)
+	}
+
+	env.fake = fakeazdo.New()
+	if err := env.fake.Start(); err != nil {
+		return fail(err)
+	}
+	defer env.fake.Close()
+	env.contoso = env.fake.AddOrg("contoso", orgPAT)
+	env.outage = env.fake.AddOrg("outage", orgPAT)
+	sweepPool = env.contoso.AddPool("sweep") // in the scalers' config
+
+	env.scaler, err = StartScaler("scaler", logDir)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() { env.scaler.Proc.Stop(10 * time.Second) }()
+
+	code := m.Run()
+	writeSummary(runDir)
+	if code != 0 {
+		printLogs(logDir)
+	}
+	return code
+}
+
+// printLogs prints the end of every component's log.
+func printLogs(dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 80 {
+			lines = lines[len(lines)-80:]
+		}
+		fmt.Fprintf(os.Stderr, "\n===== %s (last %d lines) =====\n%s\n", f, len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+func record(format string, args ...any) {
+	env.summaryM.Lock()
+	defer env.summaryM.Unlock()
+	env.summary = append(env.summary, fmt.Sprintf(format, args...))
+}
+
+func writeSummary(dir string) {
+	s := strings.Join(env.summary, "\n") + "\n"
+	fmt.Print("\n===== e2e summary =====\n" + s)
+	_ = os.WriteFile(filepath.Join(dir, "summary.txt"), []byte(s), 0o644)
+}
+
+// Scaler is azdo-keda-scaler running as a local process.
+type Scaler struct {
+	Name     string
+	Addr     string // gRPC, what ScaledJobs use as scalerAddress
+	HTTPAddr string
+	Proc     *Proc
+	logDir   string
+	args     []string
+}
+
+// StartScaler starts the scaler against both fake organizations.
+func StartScaler(name, logDir string, extraArgs ...string) (*Scaler, error) {
+	grpcPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	httpPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(env.work, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	patFile := filepath.Join(dir, "pat")
+	if err := os.WriteFile(patFile, []byte(orgPAT), 0o600); err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`organizations:
+  - {name: contoso, url: %q, patFile: %q, pools: [{name: sweep}]}
+  - {name: outage, url: %q, patFile: %q}
+`, env.fake.OrgURL("contoso"), patFile, env.fake.OrgURL("outage"), patFile)
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	s := &Scaler{Name: name, Addr: fmt.Sprintf("127.0.0.1:%d", grpcPort), HTTPAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), logDir: logDir}
+	s.args = append([]string{
+		"--config", filepath.Join(dir, "config.yaml"),
+		"--grpc-addr", s.Addr, "--http-addr", s.HTTPAddr,
+		"--refresh-interval", refresh.String(), "--stale-after", staleAfter.String(),
+		"--sweep-interval", "0", "--log-format", "json",
+	}, extraArgs...)
+	return s, s.Start()
+}
+
+// Start (re)starts the process on the same addresses.
+func (s *Scaler) Start() error {
+	p, err := start(s.logDir, s.Name, nil, env.bin, s.args...)
+	if err != nil {
+		return err
+	}
+	s.Proc = p
+	return waitHTTP(context.Background(), p, "http://"+s.HTTPAddr+"/readyz", nil, 30*time.Second)
+}
+
+// Metric returns the sum of a Prometheus counter's samples whose labels
+// contain every filter (e.g. `grpc_method="GetMetrics"`).
+func (s *Scaler) Metric(name string, filters ...string) (float64, error) {
+	resp, err := http.Get("http://" + s.HTTPAddr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+next:
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		for _, f := range filters {
+			if !strings.Contains(line, f) {
+				continue next
+			}
+		}
+		var v float64
+		if _, err := fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v); err == nil {
+			sum += v
+		}
+	}
+	return sum, sc.Err()
+}
+
+// helmInstall is a real `helm install` into the e2e API server.
+func helmInstall(t *testing.T, chart, namespace, release string, values map[string]any) {
+	t.Helper()
+	ctx := context.Background()
+	if err := env.cluster.CreateNamespace(ctx, namespace); err != nil {
+		t.Fatal(err)
+	}
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig, flags.Namespace = &env.cluster.Kubeconfig, &namespace
+	cfg := new(action.Configuration)
+	if err := cfg.Init(flags, namespace, "secret", func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := loader.Load(charts.ChartDir(chart))
+	if err != nil {
+		t.Fatal(err)
+	}
+	install := action.NewInstall(cfg)
+	install.ReleaseName, install.Namespace = release, namespace
+	install.Timeout = time.Minute
+	if _, err := install.Run(ch, values); err != nil {
+		t.Fatalf("helm install %s %s -n %s: %v", release, chart, namespace, err)
+	}
+}
+
+// poolValues are azdo-agent-pool values pointing at the fake organization
+// and the e2e scaler; trigger holds the trigger's own values.
+func poolValues(org, pool string, trigger map[string]any) map[string]any {
+	return map[string]any{
+		"azp":     map[string]any{"url": env.fake.OrgURL(org), "pool": pool, "pat": "e2e-agent-pat"},
+		"scaler":  map[string]any{"address": env.scaler.Addr, "organization": org},
+		"trigger": trigger,
+		"scaledJob": map[string]any{
+			"pollingInterval": int(pollingInterval / time.Second),
+			"maxReplicaCount": 20,
+		},
+	}
+}
+
+// installPool installs one azdo-agent-pool release and returns its ScaledJob's name.
+func installPool(t *testing.T, namespace, release, org, pool string, trigger map[string]any) string {
+	t.Helper()
+	helmInstall(t, "azdo-agent-pool", namespace, release, poolValues(org, pool, trigger))
+	return release + "-azdo-agent-pool"
+}
+
+// jobs lists the Jobs KEDA created for a ScaledJob.
+func jobs(t *testing.T, namespace, scaledJob string) []batchv1.Job {
+	t.Helper()
+	var l batchv1.JobList
+	if err := env.kube.List(context.Background(), &l, ctrlclient.InNamespace(namespace),
+		ctrlclient.MatchingLabels{"scaledjob.keda.sh/name": scaledJob}); err != nil {
+		t.Fatal(err)
+	}
+	return l.Items
+}
+
+// running counts the Jobs that are not finished.
+func running(t *testing.T, namespace, scaledJob string) int {
+	n := 0
+	for _, j := range jobs(t, namespace, scaledJob) {
+		if !finished(j) {
+			n++
+		}
+	}
+	return n
+}
+
+func finished(j batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// completeJob does what the job controller would when the agent pod exits 0.
+func completeJob(t *testing.T, j batchv1.Job) {
+	t.Helper()
+	now := metav1.Now()
+	if j.Status.StartTime == nil {
+		j.Status.StartTime = &now
+	}
+	j.Status.CompletionTime = &now
+	j.Status.Succeeded = 1
+	j.Status.Active = 0
+	j.Status.Conditions = append(j.Status.Conditions,
+		batchv1.JobCondition{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now, Reason: "CompletionsReached", Message: "Reached expected number of succeeded pods"},
+		batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now, LastProbeTime: now, Reason: "CompletionsReached", Message: "Reached expected number of succeeded pods"})
+	if err := env.kube.Status().Update(context.Background(), &j); err != nil {
+		t.Fatalf("completing Job %s: %v", j.Name, err)
+	}
+}
+
+// waitJobs waits until the ScaledJob has exactly want Jobs in all, and
+// returns how long it took.
+func waitJobs(t *testing.T, namespace, scaledJob string, want int, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		n := len(jobs(t, namespace, scaledJob))
+		if n == want {
+			return time.Since(start)
+		}
+		if n > want {
+			t.Fatalf("%s/%s: %d Jobs, want %d", namespace, scaledJob, n, want)
+		}
+		if time.Since(start) > limit {
+			t.Fatalf("%s/%s: %d Jobs after %s, want %d", namespace, scaledJob, n, limit, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// holdJobs asserts the ScaledJob keeps exactly want Jobs for d.
+func holdJobs(t *testing.T, namespace, scaledJob string, want int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if n := len(jobs(t, namespace, scaledJob)); n != want {
+			t.Fatalf("%s/%s: %d Jobs, want %d to hold for %s", namespace, scaledJob, n, want, d)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func scaledJobStatus(t *testing.T, namespace, name string) kedav1alpha1.ScaledJob {
+	t.Helper()
+	var sj kedav1alpha1.ScaledJob
+	if err := env.kube.Get(context.Background(), ctrlclient.ObjectKey{Namespace: namespace, Name: name}, &sj); err != nil {
+		t.Fatal(err)
+	}
+	return sj
+}
+
+// events returns the notes of the events about an object.
+func events(t *testing.T, namespace, name string) []string {
+	t.Helper()
+	l, err := env.cluster.Kube.CoreV1().Events(namespace).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range l.Items {
+		out = append(out, e.Reason+": "+e.Message)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// lineWith returns the first line of a log file holding every part.
+func lineWith(path string, parts ...string) string {
+	b, _ := os.ReadFile(path)
+next:
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, p := range parts {
+			if !strings.Contains(l, p) {
+				continue next
+			}
+		}
+		return l
+	}
+	return ""
+}

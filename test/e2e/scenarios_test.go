@@ -1,0 +1,301 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+var (
+	linuxJob   = fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux", "docker"}}
+	windowsJob = fakeazdo.Job{Demands: []string{"Agent.OS -equals Windows_NT"}}
+	linuxCaps  = map[string]any{"capabilities": "Agent.OS=Linux,docker"}
+)
+
+// appear is the limit for Jobs to appear: two KEDA polling intervals, plus
+// one scaler refresh for a job queued after the last snapshot.
+const appear = 2*pollingInterval + refresh
+
+// Scenario 1: one pool, 3 Linux and 2 Windows jobs, two ScaledJobs with
+// different capabilities: exactly 3 and 2 Jobs, and no more afterwards.
+func TestMixedPoolTwoScaledJobs(t *testing.T) {
+	ns := "e2e-mixed"
+	pool := env.contoso.AddPool("mixed")
+	for range 3 {
+		env.contoso.QueueJob(pool, linuxJob)
+	}
+	for range 2 {
+		env.contoso.QueueJob(pool, windowsJob)
+	}
+	linux := installPool(t, ns, "linux", "contoso", "mixed", linuxCaps)
+	windows := installPool(t, ns, "windows", "contoso", "mixed", map[string]any{"capabilities": "Agent.OS=Windows_NT"})
+	// KEDA's first poll of a new ScaledJob happens when it reconciles it;
+	// measure from the install.
+	dl := waitJobs(t, ns, linux, 3, appear+5*time.Second)
+	dw := waitJobs(t, ns, windows, 2, appear+5*time.Second)
+	holdJobs(t, ns, linux, 3, 5*pollingInterval)
+	if n := len(jobs(t, ns, windows)); n != 2 {
+		t.Fatalf("windows: %d Jobs after five intervals, want 2", n)
+	}
+	record("1 mixed pool: linux 3 Jobs after %s, windows 2 Jobs after %s (from helm install); still 3 and 2 after %s more",
+		dl.Round(100*time.Millisecond), dw.Round(100*time.Millisecond), 5*pollingInterval)
+}
+
+// Scenario 2: jobs finish in Azure DevOps and their Kubernetes Jobs
+// complete: nothing new; newly queued jobs make new Jobs.
+func TestFinishedJobsAreNotReplaced(t *testing.T) {
+	ns := "e2e-finish"
+	pool := env.contoso.AddPool("finish")
+	var reqs []uint64
+	for range 3 {
+		reqs = append(reqs, env.contoso.QueueJob(pool, linuxJob))
+	}
+	sj := installPool(t, ns, "linux", "contoso", "finish", linuxCaps)
+	waitJobs(t, ns, sj, 3, appear+5*time.Second)
+
+	// Each agent takes a job, runs it, and its pod exits: Azure DevOps
+	// finishes the request, then the Job completes.
+	for _, r := range reqs {
+		if err := env.contoso.FinishJob(r, "succeeded"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * refresh)
+	for _, j := range jobs(t, ns, sj) {
+		completeJob(t, j)
+	}
+	holdJobs(t, ns, sj, 3, 5*pollingInterval)
+	if n := running(t, ns, sj); n != 0 {
+		t.Fatalf("%d Jobs still running", n)
+	}
+	env.contoso.QueueJob(pool, linuxJob)
+	env.contoso.QueueJob(pool, linuxJob)
+	d := waitJobs(t, ns, sj, 5, appear)
+	holdJobs(t, ns, sj, 5, 3*pollingInterval)
+	record("2 finish: 3 Jobs completed, none created in %s; 2 new queued jobs -> 2 new Jobs in %s", 5*pollingInterval, d.Round(100*time.Millisecond))
+}
+
+// Scenario 3: an empty pool creates nothing; one queued job creates one Job.
+func TestScaleFromZero(t *testing.T) {
+	ns := "e2e-zero"
+	pool := env.contoso.AddPool("zero")
+	sj := installPool(t, ns, "linux", "contoso", "zero", linuxCaps)
+	holdJobs(t, ns, sj, 0, 5*pollingInterval)
+	env.contoso.QueueJob(pool, linuxJob)
+	d := waitJobs(t, ns, sj, 1, appear)
+	holdJobs(t, ns, sj, 1, 3*pollingInterval)
+	record("3 from zero: 0 Jobs for %s on an empty pool; 1 queued job -> 1 Job in %s", 5*pollingInterval, d.Round(100*time.Millisecond))
+}
+
+// Scenario 4: the scaler restarts mid-run; KEDA recovers without duplicates.
+func TestScalerRestart(t *testing.T) {
+	ns := "e2e-restart"
+	pool := env.contoso.AddPool("restart")
+	env.contoso.QueueJob(pool, linuxJob)
+	env.contoso.QueueJob(pool, linuxJob)
+	sj := installPool(t, ns, "linux", "contoso", "restart", linuxCaps)
+	waitJobs(t, ns, sj, 2, appear+5*time.Second)
+
+	env.scaler.Proc.Stop(10 * time.Second)
+	holdJobs(t, ns, sj, 2, 2*pollingInterval) // KEDA polls a dead address
+	started := time.Now()
+	if err := env.scaler.Start(); err != nil {
+		t.Fatal(err)
+	}
+	restart := time.Since(started)
+	holdJobs(t, ns, sj, 2, 5*pollingInterval)
+	env.contoso.QueueJob(pool, linuxJob)
+	d := waitJobs(t, ns, sj, 3, appear)
+	record("4 restart: scaler down %s and back (ready in %s); still 2 Jobs for %s after; a new job -> 3rd Job in %s",
+		2*pollingInterval, restart.Round(100*time.Millisecond), 5*pollingInterval, d.Round(100*time.Millisecond))
+}
+
+// Scenario 5: Azure DevOps fails (5xx) for longer than --stale-after: no
+// Jobs from stale or made-up numbers, the error shows on the ScaledJob,
+// and scaling resumes when Azure DevOps is back.
+func TestAzureDevOpsOutage(t *testing.T) {
+	ns := "e2e-outage"
+	pool := env.outage.AddPool("linux")
+	env.outage.QueueJob(pool, linuxJob)
+	sj := installPool(t, ns, "linux", "outage", "linux", linuxCaps)
+	waitJobs(t, ns, sj, 1, appear+5*time.Second)
+
+	env.fake.InjectFault(fakeazdo.Fault{Org: "outage", Endpoint: fakeazdo.JobRequests, Status: 503,
+		Body: `{"message":"Service Unavailable"}`})
+	env.outage.QueueJob(pool, linuxJob)
+	env.outage.QueueJob(pool, linuxJob)
+	// Past --stale-after, KEDA gets Unavailable: its Ready condition turns False.
+	waited := waitFor(t, "ScaledJob Ready=False", staleAfter+4*pollingInterval+10*time.Second, func() bool {
+		st := scaledJobStatus(t, ns, sj)
+		c := st.Status.Conditions.GetReadyCondition()
+		return c.IsFalse()
+	})
+	holdJobs(t, ns, sj, 1, 3*pollingInterval)
+	var failed string
+	for _, e := range events(t, ns, sj) {
+		if strings.Contains(e, "KEDAScalerFailed") && strings.Contains(e, "Unavailable") {
+			failed = e
+		}
+	}
+	if failed == "" {
+		t.Fatalf("no KEDAScalerFailed event with our Unavailable error; events: %q", events(t, ns, sj))
+	}
+	if !strings.Contains(failed, "503") {
+		t.Errorf("the event does not carry the cause (HTTP 503): %s", failed)
+	}
+	st := scaledJobStatus(t, ns, sj)
+	cond := st.Status.Conditions.GetReadyCondition()
+	env.fake.ClearFaults()
+	d := waitJobs(t, ns, sj, 3, refresh+appear+5*time.Second)
+	record("5 outage: Ready=False (%s) %s after the outage began; 1 Job kept, none made up; event %q; after recovery 3 Jobs in %s",
+		cond.Reason, waited.Round(100*time.Millisecond), failed, d.Round(100*time.Millisecond))
+}
+
+// Scenario 6: a ScaledJob with invalid metadata: KEDA gets our
+// InvalidArgument (it logs it; a ScaledJob without a metric creates nothing).
+func TestInvalidMetadata(t *testing.T) {
+	ns := "e2e-invalid"
+	env.contoso.QueueJob(env.contoso.AddPool("invalid"), linuxJob)
+	vals := poolValues("contoso", "invalid", linuxCaps)
+	vals["scaler"].(map[string]any)["organization"] = "fabrikam"
+	helmInstall(t, "azdo-agent-pool", ns, "bad", vals)
+	sj := "bad-azdo-agent-pool"
+	keda := env.cluster.procs[len(env.cluster.procs)-1].Log
+	var line string
+	d := waitFor(t, "KEDA to log our InvalidArgument", 4*pollingInterval+10*time.Second, func() bool {
+		line = lineWith(keda, "code = InvalidArgument", "organization", "fabrikam", "is not a configured organization")
+		return line != ""
+	})
+	holdJobs(t, ns, sj, 0, 3*pollingInterval)
+	msg := line[strings.Index(line, "rpc error"):]
+	record("6 invalid metadata: KEDA logged %s within %s; 0 Jobs", msg, d.Round(100*time.Millisecond))
+}
+
+// Scenario 7: two scaler processes sweep under one Lease on the real API
+// server: stale agents deleted once, protected ones kept; when the leader
+// dies, the other takes over.
+func TestSweeperLeaderElection(t *testing.T) {
+	ctx := context.Background()
+	ns := "e2e-sweeper"
+	if err := env.cluster.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	pool := sweepPool
+	old := time.Now().Add(-time.Hour)
+	stale := func(name string) { env.contoso.AddAgent(pool, fakeazdo.Agent{Name: name, StatusChangedOn: old}) }
+	for i := range 3 {
+		stale(fmt.Sprintf("e2e-agent-%d", i))
+	}
+	env.contoso.AddAgent(pool, fakeazdo.Agent{Name: "template-agent", StatusChangedOn: old})         // protected
+	env.contoso.AddAgent(pool, fakeazdo.Agent{Name: "e2e-agent-online", Online: true})               // online
+	env.contoso.AddAgent(pool, fakeazdo.Agent{Name: "e2e-agent-fresh", StatusChangedOn: time.Now()}) // offline, not long enough
+	env.contoso.AddAgent(pool, fakeazdo.Agent{Name: "static-vm-1", StatusChangedOn: old})            // outside the pattern
+	deletesBefore := env.fake.Calls("contoso", fakeazdo.DeleteAgent)
+
+	sweeper := func(name string) *Scaler {
+		s, err := StartScaler(name, env.cluster.LogDir,
+			"--sweep-interval=2s", "--sweep-offline-for=10m", "--sweep-agent-pattern=e2e-agent-*",
+			"--sweep-protect=template-*", "--leader-elect", "--kubeconfig="+env.cluster.Kubeconfig,
+			"--leader-elect-namespace="+ns, "--leader-elect-identity="+name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Proc.Stop(10 * time.Second) })
+		return s
+	}
+	a, b := sweeper("sweeper-a"), sweeper("sweeper-b")
+	want := []string{"e2e-agent-fresh", "e2e-agent-online", "static-vm-1", "template-agent"}
+	d := waitFor(t, "the stale agents to go", 30*time.Second, func() bool {
+		return strings.Join(env.contoso.AgentNames(pool), ",") == strings.Join(want, ",")
+	})
+	time.Sleep(3 * 2 * time.Second) // three more sweeps by whoever leads
+	if got := env.fake.Calls("contoso", fakeazdo.DeleteAgent) - deletesBefore; got != 3 {
+		t.Fatalf("%d DELETE calls for 3 stale agents", got)
+	}
+	var lease coordinationv1.Lease
+	if err := env.kube.Get(ctx, ctrlclient.ObjectKey{Namespace: ns, Name: "azdo-keda-scaler-sweeper"}, &lease); err != nil {
+		t.Fatal(err)
+	}
+	leader := *lease.Spec.HolderIdentity
+	leaderS, other := a, b
+	if leader == "sweeper-b" {
+		leaderS, other = b, a
+	}
+	if lineWith(other.Proc.Log, "deleted stale offline agent") != "" {
+		t.Errorf("%s deleted agents while %s held the Lease", other.Name, leader)
+	}
+
+	// The leader dies without releasing the Lease; the other waits it out and sweeps.
+	leaderS.Proc.Kill()
+	stale("e2e-agent-3")
+	stale("e2e-agent-4")
+	failover := waitFor(t, "the new leader to sweep", 60*time.Second, func() bool {
+		return strings.Join(env.contoso.AgentNames(pool), ",") == strings.Join(want, ",")
+	})
+	if got := env.fake.Calls("contoso", fakeazdo.DeleteAgent) - deletesBefore; got != 5 {
+		t.Fatalf("%d DELETE calls for 5 stale agents", got)
+	}
+	record("7 sweeper: 2 processes, Lease held by %s; 3 stale agents deleted once in %s (3 DELETE calls), protected/online/fresh/out-of-pattern kept; leader killed, %s deleted 2 more in %s (5 DELETE calls in all)",
+		leader, d.Round(100*time.Millisecond), other.Name, failover.Round(100*time.Millisecond))
+}
+
+// Scenario 8: 50 ScaledJobs on 5 pools: Azure DevOps sees job-request calls
+// per pool, not per ScaledJob.
+func TestFiftyScaledJobsFivePools(t *testing.T) {
+	ns := "e2e-load"
+	var pools []int
+	for p := range 5 {
+		id := env.contoso.AddPool(fmt.Sprintf("load-%d", p))
+		env.contoso.QueueJob(id, linuxJob)
+		pools = append(pools, id)
+	}
+	var sjs []string
+	for i := range 50 {
+		sjs = append(sjs, installPool(t, ns, fmt.Sprintf("sj-%02d", i), "contoso", fmt.Sprintf("load-%d", i%5), linuxCaps))
+	}
+	for _, sj := range sjs {
+		waitJobs(t, ns, sj, 1, time.Minute)
+	}
+	// Measure a window once every ScaledJob is being polled.
+	const window = 30 * time.Second
+	before := map[int]int{}
+	for _, p := range pools {
+		before[p] = env.fake.PoolCalls("contoso", fakeazdo.JobRequests, p)
+	}
+	getMetrics0, err := env.scaler.Metric("grpc_server_handled_total", `grpc_method="GetMetrics"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(window)
+	getMetrics, _ := env.scaler.Metric("grpc_server_handled_total", `grpc_method="GetMetrics"`)
+	var perPool []int
+	total := 0
+	for _, p := range pools {
+		n := env.fake.PoolCalls("contoso", fakeazdo.JobRequests, p) - before[p]
+		perPool = append(perPool, n)
+		total += n
+		if max := int(window/refresh) + 3; n > max {
+			t.Errorf("pool %d: %d job-request calls in %s, want at most %d (one per refresh)", p, n, window, max)
+		}
+	}
+	calls := getMetrics - getMetrics0
+	// Each of the 50 ScaledJobs is polled every pollingInterval.
+	if minCalls := 0.5 * 50 * float64(window/pollingInterval); calls < minCalls {
+		t.Errorf("KEDA made %.0f GetMetrics calls in %s, want at least %.0f", calls, window, minCalls)
+	}
+	for _, sj := range sjs {
+		if n := len(jobs(t, ns, sj)); n != 1 {
+			t.Errorf("%s: %d Jobs, want 1", sj, n)
+		}
+	}
+	record("8 load: 50 ScaledJobs on 5 pools, %s window: KEDA made %.0f GetMetrics calls; Azure DevOps got %d job-request calls (%v per pool, refresh %s); 50 Jobs, one per ScaledJob",
+		window, calls, total, perPool, refresh)
+}
