@@ -21,6 +21,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -98,6 +99,7 @@ func run(m *testing.M) int {
 	_ = batchv1.AddToScheme(scheme)
 	_ = corev1.AddToScheme(scheme)
 	_ = kedav1alpha1.AddToScheme(scheme)
+	_ = coordinationv1.AddToScheme(scheme)
 	if env.kube, err = ctrlclient.New(env.cluster.Rest, ctrlclient.Options{Scheme: scheme}); err != nil {
 		return fail(err)
 	}
@@ -278,7 +280,7 @@ func poolValues(org, pool string, trigger map[string]any) map[string]any {
 func installPool(t *testing.T, namespace, release, org, pool string, trigger map[string]any) string {
 	t.Helper()
 	helmInstall(t, "azdo-agent-pool", namespace, release, poolValues(org, pool, trigger))
-	return release + "-azdo-agent-pool"
+	return release // the chart names its ScaledJob after the release
 }
 
 // jobs lists the Jobs KEDA created for a ScaledJob.

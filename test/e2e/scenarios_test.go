@@ -167,7 +167,7 @@ func TestInvalidMetadata(t *testing.T) {
 	vals := poolValues("contoso", "invalid", linuxCaps)
 	vals["scaler"].(map[string]any)["organization"] = "fabrikam"
 	helmInstall(t, "azdo-agent-pool", ns, "bad", vals)
-	sj := "bad-azdo-agent-pool"
+	sj := "bad"
 	keda := env.cluster.procs[len(env.cluster.procs)-1].Log
 	var line string
 	d := waitFor(t, "KEDA to log our InvalidArgument", 4*pollingInterval+10*time.Second, func() bool {
@@ -176,6 +176,7 @@ func TestInvalidMetadata(t *testing.T) {
 	})
 	holdJobs(t, ns, sj, 0, 3*pollingInterval)
 	msg := line[strings.Index(line, "rpc error"):]
+	msg, _, _ = strings.Cut(msg, `"`+",")
 	record("6 invalid metadata: KEDA logged %s within %s; 0 Jobs", msg, d.Round(100*time.Millisecond))
 }
 
