@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app.Ve
 FUZZTIME  ?= 10s
 IMAGE     ?= azdo-keda-scaler:$(VERSION)
 
-.PHONY: all build run test lint unit fuzz ship manifests bench e2e e2e-tools image proto help
+.PHONY: all build run test lint unit fuzz ship manifests bench bench-micro e2e e2e-tools image proto help
 
 all: build
 
@@ -40,7 +40,10 @@ ship: ## what we ship: charts (Helm SDK), deploy/ drift, Dockerfiles, start.sh (
 manifests: ## regenerate deploy/ from the charts
 	cd test && $(GO) test -count=1 -run TestManifestsUpToDate ./charts -update
 
-bench: ## micro-benchmarks of the hot paths
+bench: build ## side by side with KEDA's built-in scaler: writes docs/benchmarks.md and docs/benchmarks-requests.png
+	cd test/bench && $(GO) run . -out ../../docs -scaler-bin ../../$(BIN)
+
+bench-micro: ## micro-benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./scaler/pools ./scaler/service
 
 # The end-to-end tier: etcd, kube-apiserver and the KEDA operator built from the Go
