@@ -238,10 +238,10 @@ func (e *env) org(name string) *fakeazdo.Org {
 }
 
 type loadResult struct {
-	s, p                          int
-	biReq, ouReq, biKB, ouKB      float64
-	biCPU, ouCPU                  time.Duration // per poll cycle
-	biAllocs, ouAllocs            uint64        // per poll cycle
+	s, p                     int
+	biReq, ouReq, biKB, ouKB float64
+	biCPU, ouCPU             time.Duration // per poll cycle
+	biAllocs, ouAllocs       uint64        // per poll cycle
 }
 
 // loadWorkload: S ScaledJobs over P pools, polled for one simulated minute
@@ -467,8 +467,8 @@ func (e *env) latency(ctx context.Context) (latencyResult, error) {
 
 // p99 of our GetMetrics through KEDA's client, 1,000 triggers on 20 pools.
 type p99Result struct {
-	calls          int
-	p50, p99, max  time.Duration
+	calls         int
+	p50, p99, max time.Duration
 }
 
 func (e *env) p99(ctx context.Context) (p99Result, error) {
