@@ -50,19 +50,17 @@ var (
 func realRefresh() time.Duration { return *tick * time.Duration(simRefresh/simPoll) }
 
 type env struct {
-	fake    *fakeazdo.Server
-	orgs    map[string]*fakeazdo.Org
-	ours    *app.Instance
-	cfgFile string
+	fake *fakeazdo.Server
+	orgs map[string]*fakeazdo.Org
+	ours *app.Instance
 }
 
 // A trigger is one ScaledJob's trigger, for both scalers.
 type trigger struct {
-	org, pool  string
+	org        string
 	poolID     int
 	builtin    map[string]string // the built-in's metadata (demands...)
 	ours       map[string]string // ours (capabilities...)
-	truth      func() int        // ground truth
 	bi, ou     scalers.Scaler
 	metricName string
 }
@@ -150,11 +148,11 @@ func (e *env) startOurs(orgs []string) error {
 	for _, o := range orgs {
 		fmt.Fprintf(&b, "  - {name: %s, url: %q, patFile: %q}\n", o, e.fake.OrgURL("ou-"+o), patFile)
 	}
-	e.cfgFile = filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(e.cfgFile, []byte(b.String()), 0o600); err != nil {
+	cfgFile := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte(b.String()), 0o600); err != nil {
 		return err
 	}
-	flags, err := config.Parse("bench", []string{"--config", e.cfgFile, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+	flags, err := config.Parse("bench", []string{"--config", cfgFile, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--refresh-interval", realRefresh().String(), "--stale-after", "1m", "--sweep-interval", "0", "--azdo-qps", "1000"},
 		func(string) string { return "" }, io.Discard)
 	if err != nil {
@@ -287,12 +285,10 @@ func (e *env) loadWorkload(ctx context.Context, org string, s, p int) (loadResul
 		}
 		cpu = (cpuTime() - cpu0) / cycles
 		allocs = (mallocs() - m0) / cycles
-		elapsed := time.Since(start)
 		// Per simulated minute: 12 cycles when they kept to time; if they
 		// overran, our pollers ran longer too, which counts against us.
 		req = float64(e.fake.Calls(side+org, fakeazdo.JobRequests) - calls0)
 		kb = float64(e.fake.BytesServed(side+org, fakeazdo.JobRequests)-bytes0) / 1024
-		_ = elapsed
 		return req, kb, cpu, allocs, nil
 	}
 	var err error
@@ -438,7 +434,6 @@ func (e *env) latency(ctx context.Context) (latencyResult, error) {
 			e.org(side+"latency").QueueJob(ids[0], fakeazdo.Job{})
 		}
 		queued := time.Now()
-		_ = offset
 		var biSeen, ouSeen time.Duration
 		for c := 1; biSeen == 0 || ouSeen == 0; c++ {
 			next := start.Add(offset + time.Duration(c-1)*(*tick))

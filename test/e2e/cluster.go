@@ -239,15 +239,6 @@ func (c *Cluster) Stop() {
 	}
 }
 
-// Logs lists the components' log files.
-func (c *Cluster) Logs() []string {
-	var l []string
-	for _, p := range c.procs {
-		l = append(l, p.Log)
-	}
-	return l
-}
-
 // CreateNamespace creates a namespace (no error if it exists).
 func (c *Cluster) CreateNamespace(ctx context.Context, name string) error {
 	_, err := c.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
