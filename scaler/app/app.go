@@ -36,6 +36,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/logging"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/metrics"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/service"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/sweeper"
 )
@@ -73,6 +74,7 @@ type Instance struct {
 	HTTPAddr string
 	Config   *config.File
 	Registry *pools.Registry
+	Router   *routing.Router
 	Clients  map[string]*azdo.Client
 	Demo     *demo.Org
 
@@ -124,7 +126,9 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, redacto
 	}
 	inst.Registry = pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: flags.RefreshInterval, StaleAfter: flags.StaleAfter,
 		IdleAfter: flags.PollerIdle, Observer: m, Logger: log})
-	svc := service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add})
+	inst.Router = routing.NewRouter(routing.Options{Warmup: flags.RoutingWarmup, ForgetAfterPolls: flags.TriggerForgetPolls,
+		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Observer: m, Logger: log})
+	svc := service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add, Router: inst.Router})
 
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(grpcMetrics)
@@ -204,7 +208,7 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, redacto
 	}()
 
 	if inst.Demo != nil {
-		go runDemoReport(ctx, inst.GRPCAddr, inst.Demo.URL, stdout, log)
+		go inst.runDemoReport(ctx, flags.RoutingWarmup, stdout, log)
 	}
 	return inst, nil
 }
@@ -272,7 +276,26 @@ func serverTLS(flags *config.Flags) (credentials.TransportCredentials, error) {
 	return credentials.NewTLS(cfg), nil
 }
 
-func runDemoReport(ctx context.Context, grpcAddr, orgURL string, out io.Writer, log logrus.FieldLogger) {
+// demoUnfinished is the number of unfinished jobs of a demo pool in the
+// scaler's latest snapshot.
+func (inst *Instance) demoUnfinished(ctx context.Context, pool string) (int, error) {
+	p, err := inst.Registry.Resolve(ctx, demo.Organization, pool, 0)
+	if err != nil {
+		return 0, err
+	}
+	poller, err := inst.Registry.Poller(demo.Organization, p)
+	if err != nil {
+		return 0, err
+	}
+	snap, err := poller.Snapshot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return len(snap.Jobs), nil
+}
+
+func (inst *Instance) runDemoReport(ctx context.Context, warmup time.Duration, out io.Writer, log logrus.FieldLogger) {
+	d, grpcAddr, unfinished := inst.Demo, inst.GRPCAddr, inst.demoUnfinished
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		log.WithError(err).Error("demo: cannot reach the scaler's own gRPC service")
@@ -281,18 +304,22 @@ func runDemoReport(ctx context.Context, grpcAddr, orgURL string, out io.Writer, 
 	defer conn.Close()
 	client := pb.NewExternalScalerClient(conn)
 	fmt.Fprintf(out, "\nDemo: a simulated Azure DevOps organization at %s with pools linux, windows and gpu.\n"+
-		"Jobs arrive and finish on their own. Every 5s this shows what each sample ScaledJob trigger\n"+
-		"would get from the scaler (the same gRPC calls KEDA makes, on %s). Ctrl-C stops.\n\n", orgURL, grpcAddr)
-	ticker := time.NewTicker(5 * time.Second)
-	defer ticker.Stop()
+		"Jobs arrive, single-run agent pods take them, and they finish. Every 5s this shows what each sample\n"+
+		"ScaledJob would get from the scaler (the same gRPC calls KEDA makes, on %s), and per pool the\n"+
+		"unfinished jobs beside the sum of the counts: one pod per job. For the first %s after the first\n"+
+		"call, waiting jobs are held while the scaler learns every trigger (--routing-warmup). Ctrl-C stops.\n\n",
+		d.URL, grpcAddr, warmup)
+	next := time.NewTimer(500 * time.Millisecond)
+	defer next.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-next.C:
 		}
 		callCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		demo.Report(callCtx, client, out)
+		demo.Report(callCtx, client, unfinished, out)
 		cancel()
+		next.Reset(5 * time.Second)
 	}
 }

@@ -37,6 +37,11 @@ type Flags struct {
 	AzdoTimeout     time.Duration
 	AzdoQPS         float64
 
+	RoutingWarmup      time.Duration
+	TriggerForgetPolls int
+	TriggerForgetMin   time.Duration
+	TriggerForgetMax   time.Duration
+
 	SweepInterval       time.Duration
 	SweepOfflineFor     time.Duration
 	SweepAgentPattern   string
@@ -90,6 +95,10 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.DurationVar(&f.PollerIdle, "poller-idle-timeout", 10*time.Minute, "stop polling a pool no trigger asked for in this long")
 	fs.DurationVar(&f.AzdoTimeout, "azdo-timeout", 10*time.Second, "timeout of one Azure DevOps request")
 	fs.Float64Var(&f.AzdoQPS, "azdo-qps", 10, "most Azure DevOps requests per second, per organization")
+	fs.DurationVar(&f.RoutingWarmup, "routing-warmup", 30*time.Second, "after the first call, count waiting jobs for no trigger this long, while every ScaledJob asks once (set to your longest pollingInterval)")
+	fs.IntVar(&f.TriggerForgetPolls, "trigger-forget-polls", 3, "forget a trigger (a deleted ScaledJob) after this many of its polling intervals without a call")
+	fs.DurationVar(&f.TriggerForgetMin, "trigger-forget-min", 30*time.Second, "never forget a trigger sooner than this")
+	fs.DurationVar(&f.TriggerForgetMax, "trigger-forget-max", 2*time.Minute, "always forget a silent trigger after this")
 	fs.DurationVar(&f.SweepInterval, "sweep-interval", 5*time.Minute, "how often stale offline agents are removed; 0 disables the sweeper")
 	fs.DurationVar(&f.SweepOfflineFor, "sweep-offline-for", 15*time.Minute, "remove an agent only after it has been offline this long")
 	fs.StringVar(&f.SweepAgentPattern, "sweep-agent-pattern", "*", "glob of the agent names the sweeper may remove; the default \"*\" means EVERY offline agent of the swept pools")
@@ -151,6 +160,12 @@ func (f *Flags) validate() error {
 	}
 	if f.StaleAfter < f.RefreshInterval {
 		errs = append(errs, errors.New("--stale-after must be at least --refresh-interval"))
+	}
+	if f.RoutingWarmup < 0 {
+		errs = append(errs, errors.New("--routing-warmup must not be negative"))
+	}
+	if f.TriggerForgetPolls < 1 || f.TriggerForgetMin <= 0 || f.TriggerForgetMax < f.TriggerForgetMin {
+		errs = append(errs, errors.New("--trigger-forget-polls must be at least 1, and --trigger-forget-max at least --trigger-forget-min (> 0)"))
 	}
 	if f.SweepInterval < 0 || f.SweepOfflineFor < 0 || f.SweepMaxDeletions < 0 {
 		errs = append(errs, errors.New("--sweep-interval, --sweep-offline-for and --sweep-max-deletions must not be negative"))

@@ -128,6 +128,9 @@ func validName(name string) bool {
 	return name != "" && strings.IndexFunc(name, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) < 0
 }
 
+// Len is the number of capabilities.
+func (c Capabilities) Len() int { return len(c.values) }
+
 // Has reports whether the named capability is present.
 func (c Capabilities) Has(name string) bool {
 	_, ok := c.values[strings.ToLower(name)]

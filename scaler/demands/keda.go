@@ -36,6 +36,9 @@ func withoutAgentVersion(list []string) []string {
 	return out
 }
 
+// Len is the number of the trigger's demands (Agent.Version ones aside).
+func (m KEDAMatcher) Len() int { return len(m.demands) }
+
 // Matches reports whether a job with these demand strings counts.
 func (m KEDAMatcher) Matches(jobDemands []string) bool {
 	inJob := withoutAgentVersion(jobDemands)

@@ -4,6 +4,7 @@
 package metrics
 
 import (
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,6 +19,7 @@ type Metrics struct {
 	azdoLatency    *prometheus.HistogramVec
 	rateRemaining  *prometheus.GaugeVec
 	queuedJobs     *prometheus.GaugeVec
+	unroutable     *prometheus.GaugeVec
 	sweepDeleted   *prometheus.CounterVec
 	sweepKept      *prometheus.CounterVec
 	sweepErrors    *prometheus.CounterVec
@@ -41,6 +43,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Last X-RateLimit-Remaining Azure DevOps sent (TSTUs left in its window)."}, []string{"organization"}),
 		queuedJobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "pool_unfinished_jobs",
 			Help: "Unfinished (queued or running) job requests in the pool's latest snapshot."}, []string{"organization", "pool_id"}),
+		unroutable: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "pool_unroutable_jobs",
+			Help: "Waiting jobs that no trigger of the pool accepts: they wait until one does."}, []string{"organization", "pool_id"}),
 		sweepDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "sweeper_agents_deleted_total",
 			Help: "Stale offline agents the sweeper removed (or, in dry-run, would have removed)."}, []string{"organization", "pool_id", "dry_run"}),
 		sweepKept: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "sweeper_agents_kept_total",
@@ -52,7 +56,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		fetchedAt: map[[2]string]time.Time{},
 		now:       time.Now,
 	}
-	reg.MustRegister(m.azdoRequests, m.azdoLatency, m.rateRemaining, m.queuedJobs, m.sweepDeleted, m.sweepKept, m.sweepErrors, m)
+	reg.MustRegister(m.azdoRequests, m.azdoLatency, m.rateRemaining, m.queuedJobs, m.unroutable, m.sweepDeleted, m.sweepKept, m.sweepErrors, m)
 	return m
 }
 
@@ -75,9 +79,15 @@ func (m *Metrics) ObserveSnapshot(org, pool string, jobs int, fetchedAt time.Tim
 	m.mu.Unlock()
 }
 
+// ObserveUnroutable records the jobs no trigger accepts (routing.Observer).
+func (m *Metrics) ObserveUnroutable(org string, poolID int, jobs int) {
+	m.unroutable.WithLabelValues(org, strconv.Itoa(poolID)).Set(float64(jobs))
+}
+
 // ForgetPool drops a pool that is no longer polled (pools.Observer).
 func (m *Metrics) ForgetPool(org, pool string) {
 	m.queuedJobs.DeleteLabelValues(org, pool)
+	m.unroutable.DeleteLabelValues(org, pool)
 	m.mu.Lock()
 	delete(m.fetchedAt, [2]string{org, pool})
 	m.mu.Unlock()

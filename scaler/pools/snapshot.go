@@ -5,7 +5,6 @@
 package pools
 
 import (
-	"sync"
 	"time"
 
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
@@ -20,20 +19,35 @@ type Job struct {
 	Demands       []demands.Demand // parsed; valid only when !Unparsable
 	Unparsable    bool             // a demand did not parse: no template can be sure to run it
 	MatchedAgents []string         // names of the agents Azure DevOps matched
+	Agent         string           // the agent Azure DevOps assigned the job to ("": none yet)
 	Received      bool             // an agent received the job (in flight)
 	QueuedAt      time.Time
+	AssignedAt    time.Time // zero until an agent is assigned
 }
 
-// Snapshot is a pool's unfinished jobs at one moment. It is immutable but
-// for its count cache.
+// AddDemand adds a demand as Azure DevOps wrote it, parsed; a demand that
+// does not parse makes the job Unparsable.
+func (j *Job) AddDemand(text string) {
+	j.RawDemands = append(j.RawDemands, text)
+	parsed, err := demands.Parse(text)
+	if err != nil {
+		j.Unparsable = true
+		return
+	}
+	j.Demands = append(j.Demands, parsed)
+}
+
+// Waiting reports whether the job still waits for an agent: none is
+// assigned and none received it.
+func (j *Job) Waiting() bool { return j.Agent == "" && !j.Received }
+
+// Snapshot is a pool's unfinished jobs at one moment. It is immutable.
 type Snapshot struct {
 	Organization string
 	PoolID       int
 	PoolName     string
 	Jobs         []Job
 	FetchedAt    time.Time
-
-	counts sync.Map // CountKey -> int
 }
 
 // NewSnapshot reduces the job requests Azure DevOps returned. Finished
@@ -49,6 +63,12 @@ func NewSnapshot(org string, poolID int, poolName string, requests []taskagent.T
 		if r.QueueTime != nil {
 			j.QueuedAt = r.QueueTime.Time
 		}
+		if r.AssignTime != nil {
+			j.AssignedAt = r.AssignTime.Time
+		}
+		if r.ReservedAgent != nil && r.ReservedAgent.Name != nil {
+			j.Agent = *r.ReservedAgent.Name
+		}
 		if r.Demands != nil {
 			for _, d := range *r.Demands {
 				text, ok := d.(string)
@@ -56,13 +76,7 @@ func NewSnapshot(org string, poolID int, poolName string, requests []taskagent.T
 					j.Unparsable = true
 					continue
 				}
-				j.RawDemands = append(j.RawDemands, text)
-				parsed, err := demands.Parse(text)
-				if err != nil {
-					j.Unparsable = true
-					continue
-				}
-				j.Demands = append(j.Demands, parsed)
+				j.AddDemand(text)
 			}
 		}
 		if r.MatchedAgents != nil {
@@ -75,22 +89,6 @@ func NewSnapshot(org string, poolID int, poolName string, requests []taskagent.T
 		s.Jobs = append(s.Jobs, j)
 	}
 	return s
-}
-
-// Count counts the jobs for which counts is true. Results are cached by
-// key: callers must give the same key only for the same predicate.
-func (s *Snapshot) Count(key string, counts func(*Job) bool) int {
-	if v, ok := s.counts.Load(key); ok {
-		return v.(int)
-	}
-	n := 0
-	for i := range s.Jobs {
-		if counts(&s.Jobs[i]) {
-			n++
-		}
-	}
-	s.counts.Store(key, n)
-	return n
 }
 
 // Age is how old the snapshot is.

@@ -20,6 +20,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/logging"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/service"
 )
 
@@ -59,6 +60,7 @@ type orgSpec struct {
 type envOptions struct {
 	refresh, stale, idle time.Duration
 	cfg                  func(*config.File)
+	routing              routing.Options
 }
 
 // newEnv starts a fake with the given organizations, and a scaler
@@ -107,7 +109,8 @@ func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fake
 		sources = append(sources, c)
 	}
 	reg := pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: o.refresh, StaleAfter: o.stale, IdleAfter: o.idle, Logger: log})
-	svc := service.New(reg, cfg, cfg, service.Options{Logger: log, FirstAnswerWait: 3 * time.Second})
+	o.routing.Logger = log
+	svc := service.New(reg, cfg, cfg, service.Options{Logger: log, FirstAnswerWait: 3 * time.Second, Router: routing.NewRouter(o.routing)})
 	server := grpc.NewServer()
 	pb.RegisterExternalScalerServer(server, svc)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -126,21 +129,32 @@ func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fake
 
 var _ = logrus.InfoLevel
 
-func ref(md map[string]string) *pb.ScaledObjectRef {
+// ref is the ScaledObjectRef KEDA sends for a trigger of ScaledJob
+// team-a/agents.
+func ref(md map[string]string) *pb.ScaledObjectRef { return refOf("agents", md) }
+
+// refOf is the ScaledObjectRef of a trigger of ScaledJob team-a/<name>.
+func refOf(scaledJob string, md map[string]string) *pb.ScaledObjectRef {
 	// KEDA always adds scalerAddress to the metadata it sends.
 	withAddress := map[string]string{"scalerAddress": "azdo-keda-scaler.keda:6000"}
 	for k, v := range md {
 		withAddress[k] = v
 	}
-	return &pb.ScaledObjectRef{Name: "agents", Namespace: "team-a", ScalerMetadata: withAddress}
+	return &pb.ScaledObjectRef{Name: scaledJob, Namespace: "team-a", ScalerMetadata: withAddress}
 }
 
-// metric calls GetMetrics as KEDA does and returns the value or the error.
+// metric calls GetMetrics as KEDA does for ScaledJob team-a/agents and
+// returns the value or the error.
 func (e *env) metric(md map[string]string) (float64, error) {
+	return e.metricOf("agents", md)
+}
+
+// metricOf calls GetMetricSpec and GetMetrics for a trigger of a ScaledJob.
+func (e *env) metricOf(scaledJob string, md map[string]string) (float64, error) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	r := ref(md)
+	r := refOf(scaledJob, md)
 	spec, err := e.client.GetMetricSpec(ctx, r)
 	if err != nil {
 		return 0, err
@@ -161,19 +175,22 @@ func (e *env) metric(md map[string]string) (float64, error) {
 
 // waitMetric waits until the trigger's metric is want (the poller refreshes
 // asynchronously), and fails with the last answer if it never is.
-func (e *env) waitMetric(md map[string]string, want float64) {
+func (e *env) waitMetric(md map[string]string, want float64) { e.waitMetricOf("agents", md, want) }
+
+// waitMetricOf is waitMetric for a trigger of another ScaledJob.
+func (e *env) waitMetricOf(scaledJob string, md map[string]string, want float64) {
 	e.t.Helper()
 	var got float64
 	var err error
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		got, err = e.metric(md)
+		got, err = e.metricOf(scaledJob, md)
 		if err == nil && got == want {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	e.t.Fatalf("metric for %v = %v (err %v), want %v", md, got, err, want)
+	e.t.Fatalf("metric for %s %v = %v (err %v), want %v", scaledJob, md, got, err, want)
 }
 
 func (e *env) waitCode(md map[string]string, want codes.Code) error {

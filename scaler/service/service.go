@@ -1,10 +1,14 @@
 // Package service implements KEDA's ExternalScaler gRPC service from the
 // pool snapshots: every answer is computed in memory; only the first
-// lookup of a pool's name waits for Azure DevOps.
+// lookup of a pool's name waits for Azure DevOps. Each call also tells the
+// pool's routing table that its trigger exists, and the count a trigger
+// gets is the one routing gives it.
 package service
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/trigger"
 )
 
@@ -38,6 +43,9 @@ type Options struct {
 	// OnParent is told the parent agent named by every trigger that has
 	// one, so that the sweeper never removes it.
 	OnParent func(org, name string)
+	// Router routes each pool's jobs among its triggers; default: a router
+	// with default options.
+	Router *routing.Router
 }
 
 // Service is KEDA's ExternalScaler.
@@ -62,21 +70,26 @@ func New(registry *pools.Registry, orgs trigger.Organizations, access Access, o 
 	if access == nil {
 		access = AllowAll{}
 	}
+	if o.Router == nil {
+		o.Router = routing.NewRouter(routing.Options{Logger: o.Logger})
+	}
 	return &Service{registry: registry, orgs: orgs, access: access, opts: o, log: o.Logger, specs: newSpecCache(4096)}
 }
 
-// target is a resolved trigger: its spec, pool and poller.
+// target is a resolved trigger: its spec, pool, poller and routing table.
 type target struct {
-	spec   *trigger.Spec
-	pool   azdo.Pool
-	poller *pools.Poller
+	spec      *trigger.Spec
+	pool      azdo.Pool
+	poller    *pools.Poller
+	table     *routing.Table
+	triggerID string
 }
 
 func (s *Service) resolve(ctx context.Context, ref *pb.ScaledObjectRef) (*target, error) {
 	if ref == nil {
 		return nil, status.Error(codes.InvalidArgument, "scaledObjectRef is required")
 	}
-	spec, err := s.specs.parse(ref.ScalerMetadata, s.orgs)
+	spec, key, err := s.specs.parse(ref.ScalerMetadata, s.orgs)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -100,7 +113,26 @@ func (s *Service) resolve(ctx context.Context, ref *pb.ScaledObjectRef) (*target
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	return &target{spec: spec, pool: pool, poller: poller}, nil
+	rt := routingTrigger(ref, spec, key)
+	table := s.opts.Router.Table(poller.Key())
+	table.Observe(rt)
+	return &target{spec: spec, pool: pool, poller: poller, table: table, triggerID: rt.ID}, nil
+}
+
+// routingTrigger is the trigger as routing sees it: the ScaledJob's
+// namespace/name, and a digest of its metadata that tells an edit apart.
+func routingTrigger(ref *pb.ScaledObjectRef, spec *trigger.Spec, metadataKey string) routing.Trigger {
+	sum := sha256.Sum256([]byte(metadataKey))
+	owner := routing.KEDAPodOwner(ref.Name)
+	if spec.AgentPattern != "" {
+		owner = routing.PatternOwner(spec.AgentPattern)
+	}
+	return routing.Trigger{
+		ID: ref.Namespace + "/" + ref.Name, Digest: hex.EncodeToString(sum[:8]),
+		Namespace: ref.Namespace, Name: ref.Name,
+		Priority: spec.Priority, Rank: spec.Rank(), Shared: spec.Shared, InFlight: spec.ScaleOnInFlight,
+		Accepts: spec.Accepts, OwnsAgent: owner, Filter: spec.Filter(),
+	}
 }
 
 // bound gives ctx a deadline when the caller set none.
@@ -119,7 +151,7 @@ func (s *Service) count(ctx context.Context, t *target) (int64, error) {
 	if err != nil {
 		return 0, status.Error(codes.Unavailable, err.Error())
 	}
-	return int64(snap.Count(t.spec.CountKey(), t.spec.Counts)), nil
+	return int64(t.table.Count(snap, t.triggerID)), nil
 }
 
 // GetMetricSpec answers one metric per trigger, named after the pool and

@@ -19,9 +19,8 @@ import (
 
 const pat = "s3cr3t-pat-value-do-not-log"
 
-func TestMixedDemandWorkload(t *testing.T) {
-	e, orgs := newEnv(t, envOptions{}, orgSpec{"contoso", pat})
-	org := orgs["contoso"]
+// mixedPool queues jobs of every kind on a new pool "mixed".
+func mixedPool(org *fakeazdo.Org) int {
 	pool := org.AddPool("mixed")
 	linuxDocker := []string{"Agent.OS -equals Linux", "docker", "Agent.Version -gtVersion 3.220.0"}
 	for i := 0; i < 3; i++ {
@@ -32,7 +31,15 @@ func TestMixedDemandWorkload(t *testing.T) {
 	org.QueueJob(pool, fakeazdo.Job{Demands: []string{"Agent.OS -equals Windows_NT", "msbuild"}})
 	org.QueueJob(pool, fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux", "docker", "cuda -gtVersion 12.0"}})
 	org.QueueJob(pool, fakeazdo.Job{}) // no demands: any agent can run it
+	return pool
+}
 
+// Each filter on its own (routing: shared, as KEDA's built-in counts):
+// Azure Pipelines' demand rules for capabilities, KEDA's string rules for
+// demands.
+func TestFilterSemanticsShared(t *testing.T) {
+	e, orgs := newEnv(t, envOptions{}, orgSpec{"contoso", pat})
+	mixedPool(orgs["contoso"])
 	cases := []struct {
 		name string
 		md   map[string]string
@@ -53,8 +60,42 @@ func TestMixedDemandWorkload(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e.t = t
+			c.md["routing"] = "shared"
 			e.waitMetric(c.md, c.want)
 		})
+	}
+}
+
+// The same pool served by four ScaledJobs (exclusive routing, the
+// default): every job counts once, for the least capable template that can
+// run it, and the counts add up to the jobs some template can run.
+func TestOverlappingScaledJobsRouted(t *testing.T) {
+	e, orgs := newEnv(t, envOptions{}, orgSpec{"contoso", pat})
+	mixedPool(orgs["contoso"])
+	scaledJobs := []struct {
+		name string
+		md   map[string]string
+		want float64
+	}{
+		{"linux", map[string]string{"poolName": "mixed", "capabilities": "Agent.OS=Linux"}, 2},                // plain + no demands
+		{"linux-docker", map[string]string{"poolName": "mixed", "capabilities": "Agent.OS=Linux,docker"}, 3},  // docker jobs
+		{"gpu", map[string]string{"poolName": "mixed", "capabilities": "Agent.OS=Linux,docker,cuda=12.4"}, 1}, // the cuda job
+		{"windows", map[string]string{"poolName": "mixed", "capabilities": "Agent.OS=Windows_NT,msbuild"}, 2}, // both Windows jobs
+	}
+	// KEDA polls each ScaledJob once before the counts settle (the order
+	// does not matter once every trigger has asked).
+	for i := len(scaledJobs) - 1; i >= 0; i-- {
+		if _, err := e.metricOf(scaledJobs[i].name, scaledJobs[i].md); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := 0.0
+	for _, sj := range scaledJobs {
+		e.waitMetricOf(sj.name, sj.md, sj.want)
+		sum += sj.want
+	}
+	if sum != 8 {
+		t.Fatalf("counts add up to %v for 8 jobs", sum)
 	}
 }
 
@@ -65,17 +106,28 @@ func TestQueuedRunningFinished(t *testing.T) {
 	queued := org.QueueJob(pool, fakeazdo.Job{})
 	running := org.QueueJob(pool, fakeazdo.Job{})
 	finished := org.QueueJob(pool, fakeazdo.Job{})
-	_ = org.ReceiveJob(running)
-	_ = org.ReceiveJob(finished)
+	onStatic := org.QueueJob(pool, fakeazdo.Job{})
+	// "running" runs on a pod of ScaledJob team-a/agents (named after the
+	// pod, as KEDA names it), "onStatic" on a static agent.
+	own := org.AddAgent(pool, fakeazdo.Agent{Name: "agents-x7k2p-b4c6d", Online: true})
+	static := org.AddAgent(pool, fakeazdo.Agent{Name: "build-vm-1", Online: true})
+	for job, agent := range map[uint64]int{running: own, finished: own, onStatic: static} {
+		if err := org.AssignJob(job, agent); err != nil {
+			t.Fatal(err)
+		}
+		_ = org.ReceiveJob(job)
+	}
 	_ = org.FinishJob(finished, "failed")
+	waitingOnly := map[string]string{"poolName": "p", "scaleOnInFlight": "false", "routing": "shared"}
 
-	e.waitMetric(map[string]string{"poolName": "p"}, 2)
-	e.waitMetric(map[string]string{"poolName": "p", "scaleOnInFlight": "false"}, 1)
+	e.waitMetric(map[string]string{"poolName": "p"}, 2) // queued + its own running job
+	e.waitMetric(waitingOnly, 1)
 	_ = org.FinishJob(queued, "canceled")
 	e.waitMetric(map[string]string{"poolName": "p"}, 1)
-	e.waitMetric(map[string]string{"poolName": "p", "scaleOnInFlight": "false"}, 0)
+	e.waitMetric(waitingOnly, 0)
 	_ = org.FinishJob(running, "succeeded")
 	e.waitMetric(map[string]string{"poolName": "p"}, 0)
+	_ = org.FinishJob(onStatic, "succeeded")
 
 	// Activation: IsActive is true only above activationTargetPipelinesQueueLength.
 	for i := 0; i < 2; i++ {
@@ -348,26 +400,46 @@ func TestOneAzureDevOpsCallPerPoolNotPerTrigger(t *testing.T) {
 		ids = append(ids, id)
 		org.QueueJob(id, fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux"}})
 	}
-	// 50 triggers (10 per pool, with different filters), polled as KEDA
-	// would, many times per refresh interval.
-	var triggers []map[string]string
+	// 50 triggers (10 ScaledJobs per pool, with different filters), polled
+	// as KEDA would, many times per refresh interval. Each pool's one job
+	// counts for exactly one of its ScaledJobs.
+	type sj struct {
+		name, pool string
+		md         map[string]string
+	}
+	var triggers []sj
 	for i := 0; i < 50; i++ {
-		md := map[string]string{"poolName": fmt.Sprintf("pool-%d", i%5), "targetPipelinesQueueLength": fmt.Sprint(1 + i/5)}
+		pool := fmt.Sprintf("pool-%d", i%5)
+		md := map[string]string{"poolName": pool, "targetPipelinesQueueLength": fmt.Sprint(1 + i/5)}
 		if i%2 == 0 {
 			md["capabilities"] = "Agent.OS=Linux"
 		}
-		triggers = append(triggers, md)
+		triggers = append(triggers, sj{fmt.Sprintf("sj-%02d", i), pool, md})
 	}
-	for _, md := range triggers {
-		e.waitMetric(md, 1)
+	sums := func() map[string]float64 {
+		out := map[string]float64{}
+		for _, tr := range triggers {
+			got, err := e.metricOf(tr.name, tr.md)
+			if err != nil {
+				t.Fatalf("metric: %v", err)
+			}
+			out[tr.pool] += got
+		}
+		return out
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s := sums(); len(s) != 5 || s["pool-0"] != 1 || s["pool-4"] != 1; s = sums() {
+		if time.Now().After(deadline) {
+			t.Fatalf("per-pool sums %v, want 1 each", s)
+		}
 	}
 	e.fake.ResetCalls()
 	start := time.Now()
 	rounds := 0
 	for time.Since(start) < 10*refresh {
-		for _, md := range triggers {
-			if got, err := e.metric(md); err != nil || got != 1 {
-				t.Fatalf("metric = %v, %v", got, err)
+		for p, n := range sums() {
+			if n != 1 {
+				t.Fatalf("%s: counts add up to %v for its one job", p, n)
 			}
 		}
 		rounds++

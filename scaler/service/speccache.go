@@ -23,17 +23,18 @@ func newSpecCache(max int) *specCache {
 	return &specCache{max: max, specs: map[string]*trigger.Spec{}}
 }
 
-func (c *specCache) parse(md map[string]string, orgs trigger.Organizations) (*trigger.Spec, error) {
+// parse returns the parsed trigger and the canonical form of its metadata.
+func (c *specCache) parse(md map[string]string, orgs trigger.Organizations) (*trigger.Spec, string, error) {
 	key := canonical(md)
 	c.mu.RLock()
 	spec, ok := c.specs[key]
 	c.mu.RUnlock()
 	if ok {
-		return spec, nil
+		return spec, key, nil
 	}
 	spec, err := trigger.Parse(md, orgs)
 	if err != nil {
-		return nil, err // errors are not cached: they are rare and cheap
+		return nil, "", err // errors are not cached: they are rare and cheap
 	}
 	c.mu.Lock()
 	if len(c.specs) >= c.max {
@@ -41,7 +42,7 @@ func (c *specCache) parse(md map[string]string, orgs trigger.Organizations) (*tr
 	}
 	c.specs[key] = spec
 	c.mu.Unlock()
-	return spec, nil
+	return spec, key, nil
 }
 
 // canonical serializes metadata unambiguously (keys sorted, lengths

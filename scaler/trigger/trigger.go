@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,12 +33,21 @@ const (
 	KeyParent          = "parent"
 	KeyJobsToFetch     = "jobsToFetch"
 	KeyUnfinishedOnly  = "fetchUnfinishedJobsOnly"
+	KeyPriority        = "priority"
+	KeyRouting         = "routing"
+	KeyAgentPattern    = "agentNamePattern"
+)
+
+// Routing modes (metadata key routing).
+const (
+	RoutingExclusive = "exclusive" // each job counts for one trigger of the pool
+	RoutingShared    = "shared"    // count every accepted job, like KEDA's built-in
 )
 
 // keys are this scaler's metadata keys, in the README's order.
 var keys = []string{KeyPoolName, KeyPoolID, KeyOrganization, KeyOrganizationURL, KeyOrganizationURL + "FromEnv",
 	KeyTarget, KeyActivation, KeyScaleOnInFlight, KeyCapabilities, KeyDemands, KeyRequireAll, KeyRequireAllOnly,
-	KeyCaseInsensitive, KeyParent, KeyJobsToFetch, KeyUnfinishedOnly}
+	KeyCaseInsensitive, KeyParent, KeyPriority, KeyRouting, KeyAgentPattern, KeyJobsToFetch, KeyUnfinishedOnly}
 
 // Keys lists the metadata keys the scaler reads (KEDA's own keys aside).
 func Keys() []string { return append([]string(nil), keys...) }
@@ -83,20 +93,52 @@ type Spec struct {
 	ScaleOnInFlight bool
 	Parent          string // the parent agent's name, when the trigger filters by parent
 
+	// Priority orders the triggers of a pool that accept the same waiting
+	// job: the highest counts it.
+	Priority int64
+	// Shared: the trigger counts every job it accepts (routing: shared).
+	Shared bool
+	// AgentPattern is a glob of the names of the trigger's agents; empty:
+	// agents are named after their pods (<scaledjob>-<5>-<5>).
+	AgentPattern string
+
 	filter    func(*pools.Job) bool // nil: every job
 	filterKey string
+	rank      int
+	describe  string
 }
 
-// Counts reports whether the trigger counts a job.
+// Accepts reports whether the trigger's filter accepts a job (its
+// capabilities satisfy the job's demands, or its demands or parent match).
+func (s *Spec) Accepts(j *pools.Job) bool { return s.filter == nil || s.filter(j) }
+
+// Counts reports whether the trigger would count a job on its own, as
+// KEDA's built-in scaler does: accepted, and not in flight unless
+// scaleOnInFlight.
 func (s *Spec) Counts(j *pools.Job) bool {
-	if !s.ScaleOnInFlight && j.Received {
+	if !s.ScaleOnInFlight && !j.Waiting() {
 		return false
 	}
-	return s.filter == nil || s.filter(j)
+	return s.Accepts(j)
 }
 
-// CountKey identifies what Counts computes, for caching counts per
-// snapshot: two triggers with the same key count the same jobs.
+// Rank is how capable the trigger's agent template is, for routing: the
+// number of capabilities or demands it lists. A parent's capabilities are
+// unknown, so parent triggers rank after every capabilities or demands
+// trigger, and a trigger without a filter (it accepts every job) last.
+func (s *Spec) Rank() int { return s.rank }
+
+// Filter describes the trigger's filter, e.g. "capabilities=Agent.OS=Linux,docker".
+func (s *Spec) Filter() string { return s.describe }
+
+// Ranks of triggers whose template is not a list.
+const (
+	RankParent = 1 << 20
+	RankAll    = 1 << 30
+)
+
+// CountKey identifies the trigger's filter and in-flight setting; the
+// metric name is derived from it.
 func (s *Spec) CountKey() string {
 	return s.filterKey + "|inflight=" + strconv.FormatBool(s.ScaleOnInFlight)
 }
@@ -183,6 +225,22 @@ func Parse(md map[string]string, orgs Organizations) (*Spec, error) {
 	if err := s.parseFilter(md); err != nil {
 		return nil, err
 	}
+	if s.Priority, err = parseIntRange(md, KeyPriority, 0, -1000, 1000); err != nil {
+		return nil, err
+	}
+	switch mode := strings.TrimSpace(md[KeyRouting]); mode {
+	case "", RoutingExclusive:
+	case RoutingShared:
+		s.Shared = true
+	default:
+		return nil, bad(KeyRouting, "must be %q (default) or %q, got %q", RoutingExclusive, RoutingShared, md[KeyRouting])
+	}
+	if pattern, ok := md[KeyAgentPattern]; ok {
+		s.AgentPattern = strings.TrimSpace(pattern)
+		if _, err := path.Match(s.AgentPattern, ""); err != nil || s.AgentPattern == "" {
+			return nil, bad(KeyAgentPattern, "must be a glob of agent names, e.g. \"team-a-linux-*\", got %q", pattern)
+		}
+	}
 	return s, nil
 }
 
@@ -224,6 +282,7 @@ func (s *Spec) parseFilter(md map[string]string) error {
 		}
 		s.filterKey = "capabilities:" + canonicalCapabilities(md[KeyCapabilities])
 		s.filter = func(j *pools.Job) bool { return !j.Unparsable && caps.SatisfiesAll(j.Demands) }
+		s.rank, s.describe = caps.Len(), "capabilities="+md[KeyCapabilities]
 	case hasKey(md, KeyDemands):
 		list := md[KeyDemands]
 		if strings.TrimSpace(list) == "" {
@@ -232,6 +291,7 @@ func (s *Spec) parseFilter(md map[string]string) error {
 		m := demands.NewKEDAMatcher(list, requireAll, requireAllOnly, caseInsensitive)
 		s.filterKey = fmt.Sprintf("demands:%s|all=%t|only=%t|ci=%t", list, requireAll, requireAllOnly, caseInsensitive)
 		s.filter = func(j *pools.Job) bool { return m.Matches(j.RawDemands) }
+		s.rank, s.describe = m.Len(), "demands="+list
 	case hasKey(md, KeyParent):
 		parent := md[KeyParent]
 		if strings.TrimSpace(parent) == "" {
@@ -239,6 +299,7 @@ func (s *Spec) parseFilter(md map[string]string) error {
 		}
 		s.Parent = parent
 		s.filterKey = "parent:" + parent
+		s.rank, s.describe = RankParent, "parent="+parent
 		s.filter = func(j *pools.Job) bool {
 			for _, a := range j.MatchedAgents {
 				if a == parent { // KEDA compares agent names exactly
@@ -249,6 +310,7 @@ func (s *Spec) parseFilter(md map[string]string) error {
 		}
 	default:
 		s.filterKey = "all"
+		s.rank, s.describe = RankAll, "(none: every job of the pool)"
 	}
 	return nil
 }
@@ -342,6 +404,18 @@ func parseInt(md map[string]string, key string, def, minimum int64) (int64, erro
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	if err != nil || n < minimum {
 		return 0, bad(key, "must be an integer >= %d, got %q", minimum, v)
+	}
+	return n, nil
+}
+
+func parseIntRange(md map[string]string, key string, def, lo, hi int64) (int64, error) {
+	v, ok := md[key]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, bad(key, "must be an integer from %d to %d, got %q", lo, hi, v)
 	}
 	return n, nil
 }

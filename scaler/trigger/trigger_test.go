@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
 )
 
@@ -29,14 +28,9 @@ var one = orgs{"contoso": "https://dev.azure.com/contoso"}
 
 func job(t *testing.T, received bool, matched []string, ds ...string) *pools.Job {
 	t.Helper()
-	j := &pools.Job{RawDemands: ds, Received: received, MatchedAgents: matched}
+	j := &pools.Job{Received: received, MatchedAgents: matched}
 	for _, s := range ds {
-		d, err := demands.Parse(s)
-		if err != nil {
-			j.Unparsable = true
-			continue
-		}
-		j.Demands = append(j.Demands, d)
+		j.AddDemand(s)
 	}
 	return j
 }
@@ -79,6 +73,47 @@ func TestCountsByFilter(t *testing.T) {
 		}
 		if got := s.Counts(c.j); got != c.want {
 			t.Errorf("%v counts %+v = %v, want %v", c.md, c.j, got, c.want)
+		}
+	}
+}
+
+func TestRoutingKeys(t *testing.T) {
+	s, err := Parse(map[string]string{"poolName": "p", "priority": "-5", "routing": "shared", "agentNamePattern": "team-a-*",
+		"capabilities": "Agent.OS=Linux, docker"}, one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Priority != -5 || !s.Shared || s.AgentPattern != "team-a-*" || s.Rank() != 2 || s.Filter() != "capabilities=Agent.OS=Linux, docker" {
+		t.Fatalf("spec = %+v, rank %d, filter %q", s, s.Rank(), s.Filter())
+	}
+	ranks := map[string]int{}
+	for name, md := range map[string]map[string]string{
+		"demands": {"demands": "Agent.OS -equals Linux,docker,Agent.Version -gtVersion 3.0"},
+		"parent":  {"parent": "tpl"}, "all": {}, "caps": {"capabilities": "a,b,c"},
+	} {
+		md["poolName"] = "p"
+		sp, err := Parse(md, one)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ranks[name] = sp.Rank()
+	}
+	if ranks["demands"] != 2 || ranks["caps"] != 3 || !(ranks["caps"] < ranks["parent"] && ranks["parent"] < ranks["all"]) {
+		t.Fatalf("ranks = %v: templates by size, then parent, then no filter", ranks)
+	}
+	for md, key := range map[*map[string]string]string{
+		{"priority": "high"}:        KeyPriority,
+		{"priority": "1001"}:        KeyPriority,
+		{"routing": "exclusive "}:   "", // accepted
+		{"routing": "round-robin"}:  KeyRouting,
+		{"agentNamePattern": "["}:   KeyAgentPattern,
+		{"agentNamePattern": "   "}: KeyAgentPattern,
+	} {
+		(*md)["poolName"] = "p"
+		_, err := Parse(*md, one)
+		var e *Error
+		if key == "" && err != nil || key != "" && (!errors.As(err, &e) || e.Key != key) {
+			t.Errorf("%v: %v, want an error about %q", *md, err, key)
 		}
 	}
 }

@@ -1,0 +1,239 @@
+// Package routing decides which of a pool's triggers counts each job, so
+// that the numbers KEDA gets from the ScaledJobs of one pool add up to the
+// pods the pool needs: one per job, no more and no fewer.
+//
+// The rules are a pure function (Route) of a snapshot's jobs and the
+// triggers of the pool, with a named reason for every outcome. Table keeps
+// the triggers KEDA asks about and caches the plan; it never calls Azure
+// DevOps and never decides anything Route does not.
+package routing
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+)
+
+// Trigger is one trigger of a pool, as the rules see it.
+type Trigger struct {
+	// ID is the ScaledJob's namespace/name: one trigger per ScaledJob and
+	// pool, so that editing a ScaledJob replaces its trigger.
+	ID string
+	// Digest identifies the trigger's metadata; a new digest for a known ID
+	// is an edited ScaledJob.
+	Digest    string
+	Namespace string
+	Name      string
+	// Priority: among the triggers that accept a waiting job, the highest
+	// counts it.
+	Priority int64
+	// Rank orders triggers of equal priority: the least capable agent
+	// template (lowest rank) counts a waiting job, so that a GPU pod is
+	// never started for a job a plain Linux pod can run.
+	Rank int
+	// Shared triggers count every job they accept, waiting or running,
+	// like KEDA's built-in scaler, and take no part in routing.
+	Shared bool
+	// InFlight: the trigger counts the jobs its own agents run
+	// (scaleOnInFlight).
+	InFlight bool
+	// Accepts is the trigger's filter; nil accepts every job.
+	Accepts func(*pools.Job) bool
+	// OwnsAgent reports whether an agent is one of the trigger's pods.
+	OwnsAgent func(agent string) bool
+	// Filter describes the filter, for reasons ("capabilities=...").
+	Filter string
+}
+
+func (t *Trigger) accepts(j *pools.Job) bool { return t.Accepts == nil || t.Accepts(j) }
+
+// Label is how reasons and logs name the trigger.
+func (t *Trigger) Label() string { return t.Namespace + "/" + t.Name }
+
+// Reasons for a job's route.
+const (
+	// RoutedWaiting: a waiting job counts for the first trigger (highest
+	// priority, then least capable template, then name) that accepts it.
+	RoutedWaiting = "waiting"
+	// HeldWaiting: routed, but counted nowhere yet: the scaler answers its
+	// first calls and may not know every trigger of the pool (warm-up).
+	HeldWaiting = "held-warmup"
+	// Unroutable: no trigger of the pool accepts the waiting job; it waits
+	// until one does.
+	Unroutable = "no-trigger-accepts"
+	// RunningOwn: the job runs on an agent that is one of the trigger's pods.
+	RunningOwn = "running-own-agent"
+	// RunningNotCounted: it runs on the trigger's agent, which has
+	// scaleOnInFlight off.
+	RunningNotCounted = "running-not-in-flight"
+	// RunningStatic: it runs on an agent that is nobody's pod (a static
+	// agent, or a pod of a ScaledJob the scaler does not know).
+	RunningStatic = "running-static-agent"
+)
+
+// Assignment is what happens to one job.
+type Assignment struct {
+	Job     *pools.Job
+	Waiting bool
+	// Owner is the trigger that counts the job exclusively ("" none); with
+	// RunningNotCounted and HeldWaiting it is the trigger the job belongs to.
+	Owner  string
+	Reason string
+	// Shared lists the shared triggers that count the job too.
+	Shared []string
+}
+
+// Plan is the outcome of Route for one snapshot and trigger set.
+type Plan struct {
+	Assignments []Assignment
+	Triggers    []Trigger // in routing order
+	counts      map[string]int
+}
+
+// Count is the number of jobs the trigger counts; 0 for an unknown one.
+func (p *Plan) Count(id string) int { return p.counts[id] }
+
+// Unroutable lists the waiting jobs no trigger accepts.
+func (p *Plan) Unroutable() []Assignment {
+	var out []Assignment
+	for _, r := range p.Assignments {
+		if r.Reason == Unroutable {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Route applies the rules:
+//
+//  1. A job an agent has (assigned or received) counts only for the
+//     exclusive trigger whose pods that agent is (when its scaleOnInFlight
+//     is on), and for no exclusive trigger when the agent is nobody's.
+//  2. A waiting job counts for exactly one exclusive trigger: of those
+//     whose filter accepts it, the highest priority, then the lowest rank
+//     (least capable template), then the smallest ID.
+//  3. Shared triggers count every job they accept, like KEDA's built-in
+//     scaler (running ones only with scaleOnInFlight).
+//
+// With holdWaiting, waiting jobs are routed but counted for no exclusive
+// trigger (shared triggers still count them).
+//
+// The result depends on the set of triggers, not on their order.
+func Route(jobs []pools.Job, triggers []Trigger, holdWaiting bool) *Plan {
+	ordered := append([]Trigger(nil), triggers...)
+	sort.SliceStable(ordered, func(i, j int) bool { return less(&ordered[i], &ordered[j]) })
+	p := &Plan{Assignments: make([]Assignment, len(jobs)), Triggers: ordered, counts: make(map[string]int, len(ordered))}
+	for i := range jobs {
+		j := &jobs[i]
+		r := Assignment{Job: j, Waiting: j.Waiting()}
+		if r.Waiting {
+			routeWaiting(&r, ordered, holdWaiting, p.counts)
+		} else {
+			routeRunning(&r, ordered, p.counts)
+		}
+		for k := range ordered {
+			t := &ordered[k]
+			if t.Shared && (r.Waiting || t.InFlight) && t.accepts(j) {
+				r.Shared = append(r.Shared, t.ID)
+				p.counts[t.ID]++
+			}
+		}
+		if r.Reason == Unroutable && len(r.Shared) > 0 {
+			r.Reason = RoutedWaiting // a shared trigger will start a pod for it
+		}
+		p.Assignments[i] = r
+	}
+	return p
+}
+
+func routeWaiting(r *Assignment, ordered []Trigger, hold bool, counts map[string]int) {
+	r.Reason = Unroutable
+	for k := range ordered {
+		t := &ordered[k]
+		if t.Shared || !t.accepts(r.Job) {
+			continue
+		}
+		r.Owner = t.ID
+		if hold {
+			r.Reason = HeldWaiting
+			return
+		}
+		r.Reason = RoutedWaiting
+		counts[t.ID]++
+		return
+	}
+}
+
+func routeRunning(r *Assignment, ordered []Trigger, counts map[string]int) {
+	r.Reason = RunningStatic
+	if r.Job.Agent == "" {
+		return // received but no agent named: nobody's pod can be told apart
+	}
+	for k := range ordered {
+		t := &ordered[k]
+		if t.Shared || t.OwnsAgent == nil || !t.OwnsAgent(r.Job.Agent) {
+			continue
+		}
+		r.Owner = t.ID
+		if !t.InFlight {
+			r.Reason = RunningNotCounted
+			return
+		}
+		r.Reason = RunningOwn
+		counts[t.ID]++
+		return
+	}
+}
+
+// less is the routing order: highest priority, then lowest rank, then ID.
+func less(a, b *Trigger) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	if a.Rank != b.Rank {
+		return a.Rank < b.Rank
+	}
+	return a.ID < b.ID
+}
+
+// Explain says in words why a job is counted as it is, naming triggers by
+// namespace/name.
+func (p *Plan) Explain(r Assignment) string {
+	name := func(id string) string {
+		for i := range p.Triggers {
+			if p.Triggers[i].ID == id {
+				return p.Triggers[i].Label()
+			}
+		}
+		return id
+	}
+	var s string
+	switch r.Reason {
+	case RoutedWaiting:
+		if r.Owner == "" {
+			s = "waiting; counted only by shared triggers"
+		} else {
+			s = "waiting; counted by " + name(r.Owner) + ", the first trigger that accepts it (priority, then least capable template, then name)"
+		}
+	case HeldWaiting:
+		s = "waiting; would be counted by " + name(r.Owner) + ", held while the scaler learns the pool's triggers (--routing-warmup)"
+	case Unroutable:
+		s = fmt.Sprintf("waiting; none of the pool's %d trigger(s) accepts its demands %q", len(p.Triggers), r.Job.RawDemands)
+	case RunningOwn:
+		s = "running on agent " + r.Job.Agent + ", a pod of " + name(r.Owner)
+	case RunningNotCounted:
+		s = "running on agent " + r.Job.Agent + ", a pod of " + name(r.Owner) + " (scaleOnInFlight is off)"
+	case RunningStatic:
+		s = "running on agent " + r.Job.Agent + ", which is no known trigger's pod"
+	}
+	if len(r.Shared) > 0 {
+		var names []string
+		for _, id := range r.Shared {
+			names = append(names, name(id))
+		}
+		s += "; also counted by shared trigger(s) " + strings.Join(names, ", ")
+	}
+	return s
+}

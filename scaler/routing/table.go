@@ -1,0 +1,252 @@
+package routing
+
+import (
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+)
+
+// Options configure how a Router learns and forgets triggers.
+type Options struct {
+	// A trigger that stops asking is forgotten after ForgetAfterPolls of its
+	// own observed polling intervals, but never before ForgetMin nor after
+	// ForgetMax. A trigger seen in one poll only is kept for ForgetMax.
+	ForgetAfterPolls int           // default 3
+	ForgetMin        time.Duration // default 30s
+	ForgetMax        time.Duration // default 2m
+	// Warmup: for this long after the first call this process answers,
+	// waiting jobs are counted for no exclusive trigger, because the
+	// triggers that have not asked yet are unknown (after a restart, or when
+	// KEDA's connection moves to another replica).
+	Warmup   time.Duration
+	Observer Observer
+	Logger   logrus.FieldLogger
+	Now      func() time.Time
+}
+
+// Observer receives what routing measures (the metrics package).
+type Observer interface {
+	ObserveUnroutable(org string, poolID int, jobs int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveUnroutable(string, int, int) {}
+
+// pollGap separates two polls of one trigger: KEDA makes its calls of one
+// poll (GetMetricSpec, GetMetrics, IsActive) within milliseconds.
+const pollGap = 500 * time.Millisecond
+
+// Router keeps a Table per pool.
+type Router struct {
+	o Options
+
+	mu     sync.Mutex
+	first  time.Time // the first call this process answered
+	tables map[pools.Key]*Table
+}
+
+// NewRouter makes a router.
+func NewRouter(o Options) *Router {
+	if o.ForgetAfterPolls <= 0 {
+		o.ForgetAfterPolls = 3
+	}
+	if o.ForgetMin <= 0 {
+		o.ForgetMin = 30 * time.Second
+	}
+	if o.ForgetMax < o.ForgetMin {
+		o.ForgetMax = max(2*time.Minute, o.ForgetMin)
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	if o.Logger == nil {
+		o.Logger = logrus.StandardLogger()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Router{o: o, tables: map[pools.Key]*Table{}}
+}
+
+// Table returns a pool's table, creating it.
+func (r *Router) Table(k pools.Key) *Table {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.tables[k]
+	if !ok {
+		t = &Table{router: r, key: k, triggers: map[string]*entry{}, logged: map[uint64]bool{},
+			log: r.o.Logger.WithFields(logrus.Fields{"organization": k.Organization, "poolID": k.PoolID})}
+		r.tables[k] = t
+	}
+	return t
+}
+
+// Tables lists the tables, by organization and pool id.
+func (r *Router) Tables() []*Table {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Table, 0, len(r.tables))
+	for _, t := range r.tables {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].key.Organization != out[j].key.Organization {
+			return out[i].key.Organization < out[j].key.Organization
+		}
+		return out[i].key.PoolID < out[j].key.PoolID
+	})
+	return out
+}
+
+// called marks a call answered, starting the warm-up at the first.
+func (r *Router) called(now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.first.IsZero() {
+		r.first = now
+	}
+}
+
+// warming reports whether waiting jobs are still held.
+func (r *Router) warming(now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.o.Warmup > 0 && (r.first.IsZero() || now.Sub(r.first) < r.o.Warmup)
+}
+
+// Table is one pool's triggers and its cached plan.
+type Table struct {
+	router *Router
+	key    pools.Key
+	log    logrus.FieldLogger
+
+	mu       sync.Mutex
+	triggers map[string]*entry
+	version  uint64 // changes whenever the set of triggers does
+
+	plan        *Plan
+	planSnap    *pools.Snapshot
+	planVersion uint64
+	planHeld    bool
+	logged      map[uint64]bool // unroutable jobs already logged
+}
+
+type entry struct {
+	t         Trigger
+	lastSeen  time.Time
+	pollStart time.Time     // start of its latest poll
+	interval  time.Duration // its latest observed polling interval; 0 unknown
+}
+
+// Key is the table's pool.
+func (tb *Table) Key() pools.Key { return tb.key }
+
+// Observe records a call from a trigger: a new trigger joins the pool's
+// set, a known one is marked as seen.
+func (tb *Table) Observe(t Trigger) {
+	now := tb.router.o.Now()
+	tb.router.called(now)
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	e, ok := tb.triggers[t.ID]
+	if !ok || e.t.Digest != t.Digest {
+		fields := logrus.Fields{"trigger": t.Label(), "filter": t.Filter, "priority": t.Priority, "shared": t.Shared}
+		if ok {
+			tb.log.WithFields(fields).Info("a ScaledJob's trigger changed; routing with its new metadata")
+			e.t, e.lastSeen = t, now
+		} else {
+			tb.log.WithFields(fields).Info("a new trigger asks about the pool; routing its jobs")
+			tb.triggers[t.ID] = &entry{t: t, lastSeen: now, pollStart: now}
+		}
+		tb.version++
+		return
+	}
+	if now.Sub(e.lastSeen) >= pollGap {
+		e.interval = now.Sub(e.pollStart)
+		e.pollStart = now
+	}
+	e.lastSeen = now
+}
+
+// forgetAfter is how long the trigger may stay silent.
+func (tb *Table) forgetAfter(e *entry) time.Duration {
+	o := tb.router.o
+	if e.interval == 0 {
+		return o.ForgetMax
+	}
+	return min(max(time.Duration(o.ForgetAfterPolls)*e.interval, o.ForgetMin), o.ForgetMax)
+}
+
+// pruneLocked forgets the triggers that stopped asking.
+func (tb *Table) pruneLocked(now time.Time) {
+	for id, e := range tb.triggers {
+		if silent := now.Sub(e.lastSeen); silent > tb.forgetAfter(e) {
+			delete(tb.triggers, id)
+			tb.version++
+			tb.log.WithFields(logrus.Fields{"trigger": e.t.Label(), "silentFor": silent.Round(time.Second).String()}).
+				Info("a trigger stopped asking about the pool; its jobs go to the others")
+		}
+	}
+}
+
+// Triggers lists the pool's known triggers (forgetting silent ones first).
+func (tb *Table) Triggers() []Trigger {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.pruneLocked(tb.router.o.Now())
+	out := make([]Trigger, 0, len(tb.triggers))
+	for _, e := range tb.triggers {
+		out = append(out, e.t)
+	}
+	sort.Slice(out, func(i, j int) bool { return less(&out[i], &out[j]) })
+	return out
+}
+
+// Plan returns the routing of snap among the pool's triggers, computed
+// once per snapshot and set of triggers.
+func (tb *Table) Plan(snap *pools.Snapshot) *Plan {
+	now := tb.router.o.Now()
+	held := tb.router.warming(now)
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.pruneLocked(now)
+	if tb.plan != nil && tb.planSnap == snap && tb.planVersion == tb.version && tb.planHeld == held {
+		return tb.plan
+	}
+	triggers := make([]Trigger, 0, len(tb.triggers))
+	for _, e := range tb.triggers {
+		triggers = append(triggers, e.t)
+	}
+	p := Route(snap.Jobs, triggers, held)
+	tb.plan, tb.planSnap, tb.planVersion, tb.planHeld = p, snap, tb.version, held
+	tb.reportUnroutableLocked(p)
+	return p
+}
+
+// reportUnroutableLocked logs each job nobody can run once, with the
+// reason, and counts them: such a job waits until a trigger accepts it.
+func (tb *Table) reportUnroutableLocked(p *Plan) {
+	unroutable := p.Unroutable()
+	tb.router.o.Observer.ObserveUnroutable(tb.key.Organization, tb.key.PoolID, len(unroutable))
+	seen := make(map[uint64]bool, len(unroutable))
+	for _, r := range unroutable {
+		seen[r.Job.ID] = true
+		if tb.logged[r.Job.ID] {
+			continue
+		}
+		tb.log.WithFields(logrus.Fields{"jobRequest": strconv.FormatUint(r.Job.ID, 10), "demands": r.Job.RawDemands}).
+			Warn("no trigger of the pool can run this job; it waits until one does: " + p.Explain(r))
+	}
+	tb.logged = seen
+}
+
+// Count is the number of jobs the trigger counts in snap.
+func (tb *Table) Count(snap *pools.Snapshot, id string) int {
+	return tb.Plan(snap).Count(id)
+}

@@ -1,0 +1,234 @@
+package routing
+
+import (
+	"bytes"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+type unroutableCounts struct {
+	mu sync.Mutex
+	n  map[int]int
+}
+
+func (u *unroutableCounts) ObserveUnroutable(_ string, pool, jobs int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.n[pool] = jobs
+}
+
+func newTestRouter(o Options) (*Router, *clock, *bytes.Buffer) {
+	c := &clock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	logs := &bytes.Buffer{}
+	l := logrus.New()
+	l.SetOutput(logs)
+	o.Now, o.Logger = c.Now, l
+	return NewRouter(o), c, logs
+}
+
+func snapshot(jobs ...pools.Job) *pools.Snapshot {
+	return &pools.Snapshot{Organization: "contoso", PoolID: 7, Jobs: jobs}
+}
+
+// poll is one KEDA poll of a trigger: three calls within milliseconds.
+func poll(tb *Table, c *clock, t Trigger) {
+	for range 3 {
+		tb.Observe(t)
+		c.Add(time.Millisecond)
+	}
+}
+
+// A trigger is forgotten after ForgetAfterPolls of its own polling
+// intervals, within [ForgetMin, ForgetMax], and its jobs go to the others.
+func TestSilentTriggersAreForgotten(t *testing.T) {
+	r, c, logs := newTestRouter(Options{ForgetAfterPolls: 3, ForgetMin: 20 * time.Second, ForgetMax: time.Minute})
+	tb := r.Table(pools.Key{Organization: "contoso", PoolID: 7})
+	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
+	docker := capsTrigger(t, "linux-docker", "Agent.OS=Linux,docker")
+	snap := snapshot(waiting(plainJob...))
+
+	// linux polls every 10s: forgotten 30s after its last call.
+	for range 3 {
+		poll(tb, c, linux)
+		poll(tb, c, docker)
+		c.Add(10 * time.Second)
+	}
+	if tb.Count(snap, linux.ID) != 1 || tb.Count(snap, docker.ID) != 0 {
+		t.Fatal("the plain job must count for linux while it asks")
+	}
+	for range 2 { // linux's ScaledJob is deleted; docker keeps polling
+		poll(tb, c, docker)
+		c.Add(10 * time.Second)
+	}
+	if tb.Count(snap, docker.ID) != 0 {
+		t.Fatal("forgotten too early: after 20s of a 10s interval")
+	}
+	poll(tb, c, docker)
+	c.Add(11 * time.Second)
+	if tb.Count(snap, docker.ID) != 1 || len(tb.Triggers()) != 1 {
+		t.Fatalf("after 3 intervals linux must be forgotten and docker count the job; triggers %v", tb.Triggers())
+	}
+	if !strings.Contains(logs.String(), "stopped asking") {
+		t.Error("forgetting a trigger is not logged")
+	}
+
+	// The floor: a 1s poller is kept ForgetMin; the ceiling: a 5m poller is
+	// dropped after ForgetMax; a trigger seen once, after ForgetMax.
+	fast, slow, once := capsTrigger(t, "fast", "a"), capsTrigger(t, "slow", "b"), capsTrigger(t, "once", "c")
+	poll(tb, c, slow)
+	c.Add(5 * time.Minute)
+	poll(tb, c, slow)
+	poll(tb, c, fast)
+	c.Add(time.Second)
+	poll(tb, c, fast)
+	poll(tb, c, once)
+	cases := []struct {
+		after time.Duration
+		want  []string
+	}{
+		{19 * time.Second, []string{"fast", "slow", "once"}}, // fast: 3 x 1s, raised to the 20s floor
+		{2 * time.Second, []string{"slow", "once"}},
+		{37 * time.Second, []string{"slow", "once"}}, // slow: 3 x 5m, cut to the 1m ceiling
+		{3 * time.Second, nil},                       // once: unknown interval, the ceiling
+	}
+	for _, cs := range cases {
+		c.Add(cs.after)
+		var got []string
+		for _, tr := range tb.Triggers() {
+			if tr.Name != "linux-docker" {
+				got = append(got, tr.Name)
+			}
+		}
+		if !sameSet(got, cs.want) {
+			t.Fatalf("after %v more: triggers %v, want %v", cs.after, got, cs.want)
+		}
+	}
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]bool{}
+	for _, x := range a {
+		m[x] = true
+	}
+	for _, x := range b {
+		if !m[x] {
+			return false
+		}
+	}
+	return true
+}
+
+// During the warm-up waiting jobs count for nobody; running ones count.
+func TestWarmupHoldsWaitingJobs(t *testing.T) {
+	r, c, _ := newTestRouter(Options{Warmup: 30 * time.Second})
+	tb := r.Table(pools.Key{Organization: "contoso", PoolID: 7})
+	gpu := capsTrigger(t, "gpu", "Agent.OS=Linux,docker,cuda=12.4")
+	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
+	snap := snapshot(waiting(plainJob...), runningOn("gpu-b2c4d-f6g7h", gpuJob...))
+	poll(tb, c, gpu) // the GPU ScaledJob asks first after a restart
+	if n := tb.Count(snap, gpu.ID); n != 1 {
+		t.Fatalf("during the warm-up the GPU trigger counts %d, want only its running job", n)
+	}
+	c.Add(10 * time.Second)
+	poll(tb, c, linux)
+	c.Add(20 * time.Second)
+	if tb.Count(snap, gpu.ID) != 1 || tb.Count(snap, linux.ID) != 1 {
+		t.Fatalf("after the warm-up: gpu %d, linux %d; want 1 and 1", tb.Count(snap, gpu.ID), tb.Count(snap, linux.ID))
+	}
+}
+
+// Jobs nobody can run are counted in a metric and logged once each.
+func TestUnroutableJobsLoggedOnce(t *testing.T) {
+	obs := &unroutableCounts{n: map[int]int{}}
+	r, c, logs := newTestRouter(Options{Observer: obs})
+	tb := r.Table(pools.Key{Organization: "contoso", PoolID: 7})
+	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
+	poll(tb, c, linux)
+	win := waiting("Agent.OS -equals Windows_NT")
+	win.ID = 42
+	for range 3 {
+		tb.Count(snapshot(win, waiting(plainJob...)), linux.ID) // a new snapshot each refresh
+	}
+	if n := strings.Count(logs.String(), "no trigger of the pool can run this job"); n != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), "Windows_NT") || obs.n[7] != 1 {
+		t.Fatalf("log lacks the demands or metric = %v:\n%s", obs.n, logs.String())
+	}
+	tb.Count(snapshot(waiting(plainJob...)), linux.ID)
+	if obs.n[7] != 0 {
+		t.Fatalf("metric = %d after the job left", obs.n[7])
+	}
+}
+
+// The plan is computed once per snapshot and trigger set.
+func TestPlanCachedPerSnapshotAndTriggerSet(t *testing.T) {
+	r, c, _ := newTestRouter(Options{})
+	tb := r.Table(pools.Key{Organization: "contoso", PoolID: 7})
+	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
+	calls := 0
+	linux.Accepts = func(*pools.Job) bool { calls++; return true }
+	poll(tb, c, linux)
+	snap := snapshot(waiting(plainJob...))
+	for range 5 {
+		tb.Count(snap, linux.ID)
+		poll(tb, c, linux)
+	}
+	if calls != 1 {
+		t.Fatalf("%d filter evaluations for one snapshot, want 1", calls)
+	}
+	poll(tb, c, capsTrigger(t, "other", "x"))
+	tb.Count(snap, linux.ID)
+	if calls != 2 {
+		t.Fatalf("a new trigger must re-route: %d evaluations", calls)
+	}
+}
+
+// Editing a ScaledJob's metadata replaces its trigger; it does not leave
+// the old one holding jobs until it is forgotten.
+func TestEditedScaledJobReplacesItsTrigger(t *testing.T) {
+	r, c, logs := newTestRouter(Options{})
+	tb := r.Table(pools.Key{Organization: "contoso", PoolID: 7})
+	before := capsTrigger(t, "linux", "Agent.OS=Linux")
+	before.Digest = "v1"
+	poll(tb, c, before)
+	after := capsTrigger(t, "linux", "Agent.OS=Linux,docker")
+	after.Digest = "v2"
+	poll(tb, c, after)
+	snap := snapshot(waiting(dockerJob...))
+	if got := tb.Triggers(); len(got) != 1 || got[0].Digest != "v2" {
+		t.Fatalf("triggers after the edit: %+v", got)
+	}
+	if tb.Count(snap, after.ID) != 1 {
+		t.Fatal("the edited trigger's filter must apply at once")
+	}
+	if !strings.Contains(logs.String(), "trigger changed") {
+		t.Error("the edit is not logged")
+	}
+}
