@@ -17,7 +17,7 @@ build: ## build the binary into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/azdo-keda-scaler
 
 run: build ## start the scaler against the embedded simulated organization
-	./$(BIN) --demo --grpc-addr 127.0.0.1:6000 --http-addr 127.0.0.1:8080 --refresh-interval 2s
+	./$(BIN) --demo --grpc-addr 127.0.0.1:6000 --http-addr 127.0.0.1:8080 --refresh-interval 2s --routing-warmup 4s
 
 test: lint unit fuzz ship ## everything CI runs before the end-to-end tier
 

@@ -98,7 +98,8 @@ func TestScalerEndToEndOverLoopback(t *testing.T) {
 	if err := os.WriteFile(patFile, []byte(testPAT), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	inst, logs := start(t, "--org-url", fake.OrgURL("contoso"), "--pat-file", patFile, "--refresh-interval", "1s", "--stale-after", "5s")
+	inst, logs := start(t, "--org-url", fake.OrgURL("contoso"), "--pat-file", patFile, "--refresh-interval", "1s", "--stale-after", "5s",
+		"--routing-warmup", "0s")
 
 	conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -149,17 +150,25 @@ func TestScalerEndToEndOverLoopback(t *testing.T) {
 	}
 }
 
+// The demo's report: every sample answers, and per pool the counts add up
+// to the unfinished jobs. With one refresh an hour every answer comes from
+// the same snapshot, so the sums must be exact.
 func TestDemo(t *testing.T) {
-	inst, _ := start(t, "--demo", "--refresh-interval", "1s")
+	inst, _ := start(t, "--demo", "--refresh-interval", "1h", "--stale-after", "2h", "--routing-warmup", "0s")
 	conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	var out bytes.Buffer
+	client := pb.NewExternalScalerClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	demo.Report(ctx, pb.NewExternalScalerClient(conn), &out)
+	time.Sleep(3 * time.Second) // a few simulated jobs arrive and start
+	var out bytes.Buffer
+	for range 2 { // the first round teaches the scaler every trigger
+		out.Reset()
+		demo.Report(ctx, client, inst.demoUnfinished, &out)
+	}
 	report := out.String()
 	for _, s := range demo.Samples() {
 		if !strings.Contains(report, s.Name) {
@@ -168,6 +177,17 @@ func TestDemo(t *testing.T) {
 	}
 	if strings.Contains(report, "error") || strings.Contains(report, "?") {
 		t.Fatalf("the demo report has errors:\n%s", report)
+	}
+	_, pools, ok := strings.Cut(report, "SUM OF COUNTS\n")
+	if !ok {
+		t.Fatalf("no pool table:\n%s", report)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(pools), "\n") {
+		var pool string
+		var unfinished, sum float64
+		if _, err := fmt.Sscan(line, &pool, &unfinished, &sum); err != nil || unfinished != sum {
+			t.Errorf("pool line %q: the counts must add up to the unfinished jobs (%v)\n%s", line, err, report)
+		}
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package demo runs a simulated Azure DevOps organization on loopback, so a
 // newcomer can watch the scaler work without an Azure account: jobs with
-// Linux, Windows, Docker and GPU demands arrive, agents take them, and they
-// finish. It also knows the sample triggers the demo prints.
+// Linux, Windows, Docker and GPU demands arrive, single-run agent pods of
+// the sample ScaledJobs take them, and they finish. It also knows the
+// sample triggers the demo prints.
 package demo
 
 import (
@@ -18,6 +19,7 @@ import (
 
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
 )
 
@@ -32,6 +34,10 @@ type Org struct {
 	org    *fakeazdo.Org
 	pools  map[string]int
 }
+
+// gpuCapabilities are the GPU template's: its offline placeholder agent
+// (the parent of the gpu trigger) and its pods have them.
+var gpuCapabilities = map[string]string{"Agent.OS": "Linux", "docker": "", "cuda": "12.4"}
 
 // Start serves the simulated organization on a free loopback port.
 func Start() (*Org, error) {
@@ -50,8 +56,7 @@ func Start() (*Org, error) {
 	}
 	// The offline placeholder agent that keeps GPU jobs queued while the
 	// pool is at zero, and that the parent trigger refers to.
-	o.org.AddAgent(o.pools["gpu"], fakeazdo.Agent{Name: "gpu-template",
-		Capabilities: map[string]string{"Agent.OS": "Linux", "cuda": "12.4", "Agent.Version": "4.264.2"}})
+	o.org.AddAgent(o.pools["gpu"], fakeazdo.Agent{Name: "gpu-template", Capabilities: gpuCapabilities})
 	return o, nil
 }
 
@@ -64,21 +69,48 @@ var kinds = []struct {
 	demands []string
 	weight  int
 }{
-	{"linux", []string{"Agent.OS -equals Linux", "docker", "Agent.Version -gtVersion 3.220.0"}, 5},
-	{"linux", []string{"Agent.OS -equals Linux"}, 3},
+	{"linux", []string{"Agent.OS -equals Linux", "docker", "Agent.Version -gtVersion 3.220.0"}, 4},
+	{"linux", []string{"Agent.OS -equals Linux"}, 4},
 	{"gpu", []string{"Agent.OS -equals Linux", "cuda -gtVersion 12.0"}, 1},
 	{"windows", []string{"Agent.OS -equals Windows_NT"}, 2},
 }
 
-// Simulate queues jobs at random and plays the agents' part until ctx ends:
-// a job waits a few seconds, runs a few more, and finishes.
-func (o *Org) Simulate(ctx context.Context, every time.Duration) {
-	type running struct {
-		id       uint64
-		finishAt time.Time
+// Sample is a ScaledJob the demo asks the scaler about, and whose
+// single-run agent pods the simulation plays.
+type Sample struct {
+	Name     string
+	Metadata map[string]string
+	// Capabilities of its agent pods.
+	Capabilities map[string]string
+}
+
+// Samples are ScaledJob triggers as a platform team would set them up:
+// two templates sharing the linux pool (a job either can run counts for
+// the less capable one), KEDA-style demand strings, and a parent template.
+func Samples() []Sample {
+	return []Sample{
+		{"linux", map[string]string{"poolName": "linux", "capabilities": "Agent.OS=Linux"}, map[string]string{"Agent.OS": "Linux"}},
+		{"linux-docker", map[string]string{"poolName": "linux", "capabilities": "Agent.OS=Linux,docker"},
+			map[string]string{"Agent.OS": "Linux", "docker": ""}},
+		{"windows", map[string]string{"poolName": "windows", "demands": "Agent.OS -equals Windows_NT"}, map[string]string{"Agent.OS": "Windows_NT"}},
+		{"gpu", map[string]string{"poolName": "gpu", "parent": "gpu-template"}, gpuCapabilities},
 	}
-	var waiting []uint64
-	var busy []running
+}
+
+// pod is a simulated single-run agent pod.
+type pod struct {
+	pool, agent int
+	finishAt    time.Time
+	job         uint64
+}
+
+// Simulate queues jobs at random and plays the part of the sample
+// ScaledJobs' single-run pods until ctx ends: now and then a pod of the
+// least capable sample that can run the oldest waiting job starts, its
+// agent (named after the pod, as KEDA names pods) takes the job Azure
+// DevOps gives it, runs it for a few ticks, and leaves.
+func (o *Org) Simulate(ctx context.Context, every time.Duration) {
+	var pods []*pod
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	total := 0
@@ -95,58 +127,101 @@ func (o *Org) Simulate(ctx context.Context, every time.Duration) {
 			pick := rand.IntN(total)
 			for _, k := range kinds {
 				if pick -= k.weight; pick < 0 {
-					waiting = append(waiting, o.org.QueueJob(o.pools[k.pool], fakeazdo.Job{Demands: k.demands}))
+					o.org.QueueJob(o.pools[k.pool], fakeazdo.Job{Demands: k.demands})
 					break
 				}
 			}
 		}
-		// An agent takes the oldest waiting job now and then.
-		if len(waiting) > 0 && rand.IntN(2) == 0 {
-			_ = o.org.ReceiveJob(waiting[0])
-			busy = append(busy, running{waiting[0], time.Now().Add(time.Duration(2+rand.IntN(6)) * every)})
-			waiting = waiting[1:]
-		}
-		kept := busy[:0]
-		for _, r := range busy {
-			if time.Now().After(r.finishAt) {
-				_ = o.org.FinishJob(r.id, "succeeded")
-			} else {
-				kept = append(kept, r)
+		if rand.IntN(2) == 0 {
+			if p := o.startPod(); p != nil {
+				pods = append(pods, p)
 			}
 		}
-		busy = kept
+		kept := pods[:0]
+		for _, p := range pods {
+			if time.Now().Before(p.finishAt) {
+				kept = append(kept, p)
+				continue
+			}
+			_ = o.org.FinishJob(p.job, "succeeded")
+			_ = o.org.RemoveAgent(p.pool, p.agent) // the single-run agent deregisters
+		}
+		pods = kept
 	}
 }
 
-// Sample is a trigger the demo asks the scaler about.
-type Sample struct {
-	Name     string
-	Metadata map[string]string
+// startPod starts a pod for the oldest waiting job of a random pool.
+func (o *Org) startPod() *pod {
+	names := []string{"linux", "windows", "gpu"}
+	pool := o.pools[names[rand.IntN(len(names))]]
+	for _, id := range o.org.UnfinishedJobs(pool) {
+		if _, busy := o.org.JobAgent(id); busy {
+			continue
+		}
+		s, ok := cheapestSample(pool, o.org.JobDemands(id), o.pools)
+		if !ok {
+			return nil
+		}
+		agent := o.org.AddAgent(pool, fakeazdo.Agent{Name: podName(s.Name), Online: true, Capabilities: s.Capabilities})
+		for job, a := range o.org.Dispatch(pool) {
+			if a == agent {
+				return &pod{pool: pool, agent: agent, job: job, finishAt: time.Now().Add(time.Duration(4+rand.IntN(8)) * time.Second)}
+			}
+		}
+		_ = o.org.RemoveAgent(pool, agent)
+		return nil
+	}
+	return nil
 }
 
-// Samples are ScaledJob triggers as a platform team would set them up: by
-// capabilities (Azure Pipelines' rules: a Docker-less template does not
-// count Docker jobs), by KEDA-style demand strings, by parent template, and
-// one without a filter that counts the whole pool.
-func Samples() []Sample {
-	return []Sample{
-		{"linux-docker", map[string]string{"poolName": "linux", "capabilities": "Agent.OS=Linux,docker"}},
-		{"linux-no-docker", map[string]string{"poolName": "linux", "capabilities": "Agent.OS=Linux"}},
-		{"linux-keda-style", map[string]string{"poolName": "linux", "demands": "Agent.OS -equals Linux,docker"}},
-		{"windows", map[string]string{"poolName": "windows", "capabilities": "Agent.OS=Windows_NT"}},
-		{"gpu-by-parent", map[string]string{"poolName": "gpu", "parent": "gpu-template"}},
-		{"whole-linux-pool", map[string]string{"poolName": "linux"}},
+// cheapestSample is the sample with the fewest capabilities, on the pool,
+// that can run a job with these demands.
+func cheapestSample(pool int, jobDemands []string, pools map[string]int) (Sample, bool) {
+	var best Sample
+	found := false
+	for _, s := range Samples() {
+		if pools[s.Metadata["poolName"]] != pool {
+			continue
+		}
+		caps := demands.FromMap(s.Capabilities)
+		ok := true
+		for _, text := range jobDemands {
+			d, err := demands.Parse(text)
+			if err != nil || (!d.IsAgentVersion() && !caps.Satisfies(d)) {
+				ok = false
+			}
+		}
+		if ok && (!found || len(s.Capabilities) < len(best.Capabilities)) {
+			best, found = s, true
+		}
 	}
+	return best, found
+}
+
+// podName is a name of the shape Kubernetes gives a pod of a Job KEDA
+// created: <scaledjob>-<5>-<5>.
+func podName(scaledJob string) string {
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	r := func() string {
+		b := make([]byte, 5)
+		for i := range b {
+			b[i] = alphabet[rand.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	return scaledJob + "-" + r() + "-" + r()
 }
 
 // Report asks the scaler, over gRPC as KEDA does, what each sample trigger
-// would scale to, and writes a table.
-func Report(ctx context.Context, client pb.ExternalScalerClient, w io.Writer) {
+// would scale to, and writes a table; then, per pool, the unfinished jobs
+// in the scaler's latest snapshot (unfinished tells them) beside the sum of
+// the counts, which routing makes equal.
+func Report(ctx context.Context, client pb.ExternalScalerClient, unfinished func(ctx context.Context, pool string) (int, error), w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "%s\nSCALEDJOB\tPOOL\tFILTER\tJOBS (GetMetrics)\tACTIVE (IsActive)\n", time.Now().Format("15:04:05"))
+	sums := map[string]float64{}
 	for _, s := range Samples() {
 		ref := &pb.ScaledObjectRef{Name: s.Name, Namespace: "demo", ScalerMetadata: s.Metadata}
-		filter := "(none)"
 		var keys []string
 		for k := range s.Metadata {
 			if k != "poolName" {
@@ -158,20 +233,26 @@ func Report(ctx context.Context, client pb.ExternalScalerClient, w io.Writer) {
 		for _, k := range keys {
 			parts = append(parts, k+"="+s.Metadata[k])
 		}
-		if len(parts) > 0 {
-			filter = strings.Join(parts, " ")
-		}
 		jobs, active := "?", "?"
 		m, err := client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: ref})
 		if err != nil {
 			jobs = "error: " + err.Error()
 		} else if len(m.MetricValues) == 1 {
 			jobs = fmt.Sprint(m.MetricValues[0].MetricValueFloat)
+			sums[s.Metadata["poolName"]] += m.MetricValues[0].MetricValueFloat
 		}
 		if a, err := client.IsActive(ctx, ref); err == nil {
 			active = fmt.Sprint(a.Result)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Metadata["poolName"], filter, jobs, active)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, s.Metadata["poolName"], strings.Join(parts, " "), jobs, active)
+	}
+	fmt.Fprintf(tw, "\nPOOL\tUNFINISHED JOBS (last refresh)\tSUM OF COUNTS\n")
+	for _, name := range []string{"linux", "windows", "gpu"} {
+		n := "?"
+		if u, err := unfinished(ctx, name); err == nil {
+			n = fmt.Sprint(u)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\n", name, n, sums[name])
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)

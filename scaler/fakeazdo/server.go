@@ -34,8 +34,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7"
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
-
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
 )
 
 // Endpoint names one kind of call, for counting and fault injection.
@@ -272,7 +270,7 @@ func (o *Org) AddPool(name string) int {
 	id := o.nextPool
 	o.nextPool++
 	poolType := taskagent.TaskAgentPoolTypeValues.Automation
-	created := azuredevops.Time{Time: time.Now().UTC()}
+	created := nowTime()
 	o.pools[id] = &pool{info: taskagent.TaskAgentPool{
 		Id: &id, Name: ptr(name), IsHosted: ptr(false), IsLegacy: ptr(false), PoolType: &poolType,
 		Size: ptr(0), AutoProvision: ptr(false), AutoUpdate: ptr(true), AutoSize: ptr(true),
@@ -305,7 +303,7 @@ func (o *Org) QueueJob(poolID int, job Job) uint64 {
 	for i, d := range job.Demands {
 		ds[i] = d
 	}
-	now := azuredevops.Time{Time: time.Now().UTC()}
+	now := nowTime()
 	definitionID := int(id % 97)
 	p.requests = append(p.requests, &taskagent.TaskAgentJobRequest{
 		RequestId: &id, QueueTime: &now, PoolId: ptr(poolID), JobName: &job.Name, PlanType: &job.Plan,
@@ -332,7 +330,7 @@ func (o *Org) AssignJob(requestID uint64, agentID int) error {
 	if a == nil {
 		return fmt.Errorf("no agent %d in pool %d", agentID, *p.info.Id)
 	}
-	now := azuredevops.Time{Time: time.Now().UTC()}
+	now := nowTime()
 	r.AssignTime = &now
 	r.ReservedAgent = reference(a)
 	a.AssignedRequest = r
@@ -347,7 +345,7 @@ func (o *Org) ReceiveJob(requestID uint64) error {
 	if r == nil {
 		return fmt.Errorf("no request %d", requestID)
 	}
-	now := azuredevops.Time{Time: time.Now().UTC()}
+	now := nowTime()
 	if r.AssignTime == nil {
 		r.AssignTime = &now
 	}
@@ -363,7 +361,7 @@ func (o *Org) FinishJob(requestID uint64, result string) error {
 	if r == nil {
 		return fmt.Errorf("no request %d", requestID)
 	}
-	now := azuredevops.Time{Time: time.Now().UTC()}
+	now := nowTime()
 	res := taskagent.TaskResult(result)
 	r.FinishTime = &now
 	r.Result = &res
@@ -526,33 +524,17 @@ func demandStrings(r *taskagent.TaskAgentJobRequest) []string {
 // matchedAgents is what Azure DevOps computes for a request: the enabled
 // agents of the pool whose capabilities satisfy every demand.
 func (p *pool) matchedAgents(r *taskagent.TaskAgentJobRequest) []taskagent.TaskAgentReference {
-	var parsed []demands.Demand
-	for _, s := range demandStrings(r) {
-		d, err := demands.Parse(s)
-		if err != nil {
-			return nil // Azure DevOps matches no agent to a demand it cannot parse
-		}
-		parsed = append(parsed, d)
-	}
 	var out []taskagent.TaskAgentReference
 	for _, a := range p.agents {
-		if a.Enabled != nil && !*a.Enabled {
-			continue
-		}
-		caps := demands.FromMap(*a.SystemCapabilities, *a.UserCapabilities)
-		ok := true
-		for _, d := range parsed {
-			if !caps.Satisfies(d) {
-				ok = false
-				break
-			}
-		}
-		if ok {
+		if (a.Enabled == nil || *a.Enabled) && satisfies(a, r) {
 			out = append(out, *reference(a))
 		}
 	}
 	return out
 }
+
+// nowTime is the current time as Azure DevOps writes it.
+func nowTime() azuredevops.Time { return azuredevops.Time{Time: time.Now().UTC()} }
 
 func ptr[T any](v T) *T { return &v }
 

@@ -177,3 +177,37 @@ func TestRateLimitBudget(t *testing.T) {
 		t.Fatalf("over budget: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }
+
+// Dispatch gives each waiting job, oldest first, to the first idle online
+// agent that can run it, and an agent with a job cannot be removed.
+func TestDispatchLikeAzureDevOps(t *testing.T) {
+	o := New().AddOrg("contoso", "pat")
+	pool := o.AddPool("p")
+	plain := o.QueueJob(pool, Job{Demands: []string{"Agent.OS -equals Linux"}})
+	docker := o.QueueJob(pool, Job{Demands: []string{"Agent.OS -equals Linux", "docker"}})
+	offline := o.AddAgent(pool, Agent{Name: "offline", Capabilities: map[string]string{"Agent.OS": "Linux", "docker": ""}})
+	gpu := o.AddAgent(pool, Agent{Name: "gpu-1", Online: true, Capabilities: map[string]string{"Agent.OS": "Linux", "docker": "", "cuda": "12.4"}})
+	if got := o.Dispatch(pool); len(got) != 1 || got[plain] != gpu {
+		t.Fatalf("dispatch = %v: the oldest job goes to the first free agent that can run it, however capable", got)
+	}
+	linux := o.AddAgent(pool, Agent{Name: "linux-1", Online: true, Capabilities: map[string]string{"Agent.OS": "Linux"}})
+	if got := o.Dispatch(pool); len(got) != 0 {
+		t.Fatalf("dispatch = %v: the docker job must wait for an agent with docker", got)
+	}
+	if err := o.RemoveAgent(pool, gpu); err == nil {
+		t.Fatal("an agent with a job must not be removable")
+	}
+	_ = o.FinishJob(plain, "succeeded")
+	if got := o.Dispatch(pool); got[docker] != gpu {
+		t.Fatalf("dispatch = %v: the freed agent takes the docker job", got)
+	}
+	if _, busy := o.AssignedJob(pool, linux); busy {
+		t.Fatal("linux-1 cannot run the docker job")
+	}
+	if err := o.RemoveAgent(pool, offline); err != nil {
+		t.Fatal(err)
+	}
+	if names := o.AgentNames(pool); strings.Join(names, ",") != "gpu-1,linux-1" {
+		t.Fatalf("agents = %v", names)
+	}
+}

@@ -1,0 +1,106 @@
+package fakeazdo
+
+import (
+	"fmt"
+
+	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
+)
+
+// Dispatch does what Azure DevOps does when agents are free: each waiting
+// job, oldest first, goes to the first online, enabled, idle agent of the
+// pool (in registration order) whose capabilities satisfy its demands. It
+// returns the assignments made (request id to agent id). Agents do not
+// refuse jobs: a job a plain template could run goes to a GPU agent if
+// that one is free first.
+func (o *Org) Dispatch(poolID int) map[uint64]int {
+	o.server.mu.Lock()
+	defer o.server.mu.Unlock()
+	p := o.mustPool(poolID)
+	out := map[uint64]int{}
+	for _, r := range p.requests {
+		if r.Result != nil || r.ReservedAgent != nil {
+			continue
+		}
+		for _, a := range p.agents {
+			if !idleOnline(a) || !satisfies(a, r) {
+				continue
+			}
+			now := nowTime()
+			r.AssignTime, r.ReceiveTime = &now, &now
+			r.ReservedAgent = reference(a)
+			a.AssignedRequest = r
+			out[*r.RequestId] = *a.Id
+			break
+		}
+	}
+	return out
+}
+
+func idleOnline(a *taskagent.TaskAgent) bool {
+	return a.AssignedRequest == nil && a.Status != nil && *a.Status == taskagent.TaskAgentStatusValues.Online &&
+		(a.Enabled == nil || *a.Enabled)
+}
+
+// satisfies applies Azure Pipelines' demand rules to an agent's
+// capabilities; a demand that does not parse matches no agent.
+func satisfies(a *taskagent.TaskAgent, r *taskagent.TaskAgentJobRequest) bool {
+	caps := demands.FromMap(deref(a.SystemCapabilities), deref(a.UserCapabilities))
+	for _, s := range demandStrings(r) {
+		d, err := demands.Parse(s)
+		if err != nil || !caps.Satisfies(d) {
+			return false
+		}
+	}
+	return true
+}
+
+func deref(m *map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	return *m
+}
+
+// RemoveAgent deregisters an agent, as config.sh remove does; like Azure
+// DevOps it refuses while the agent has a job.
+func (o *Org) RemoveAgent(poolID, agentID int) error {
+	o.server.mu.Lock()
+	defer o.server.mu.Unlock()
+	p := o.mustPool(poolID)
+	for i, a := range p.agents {
+		if *a.Id != agentID {
+			continue
+		}
+		if a.AssignedRequest != nil {
+			return fmt.Errorf("agent %s is running job %d", *a.Name, *a.AssignedRequest.RequestId)
+		}
+		p.agents = append(p.agents[:i], p.agents[i+1:]...)
+		p.info.Size = ptr(len(p.agents))
+		return nil
+	}
+	return fmt.Errorf("no agent %d in pool %d", agentID, poolID)
+}
+
+// AssignedJob returns the request an agent runs (0, false: none).
+func (o *Org) AssignedJob(poolID, agentID int) (uint64, bool) {
+	o.server.mu.Lock()
+	defer o.server.mu.Unlock()
+	a := o.mustPool(poolID).findAgent(agentID)
+	if a == nil || a.AssignedRequest == nil {
+		return 0, false
+	}
+	return *a.AssignedRequest.RequestId, true
+}
+
+// JobAgent returns the name of the agent a request is assigned to.
+func (o *Org) JobAgent(requestID uint64) (string, bool) {
+	o.server.mu.Lock()
+	defer o.server.mu.Unlock()
+	r, _ := o.findRequest(requestID)
+	if r == nil || r.ReservedAgent == nil || r.ReservedAgent.Name == nil {
+		return "", false
+	}
+	return *r.ReservedAgent.Name, true
+}
