@@ -4,8 +4,10 @@
 # Registers this pod as an agent (--replace, so a restarted pod with the same
 # name takes its registration over), runs exactly one job (run.sh --once), and
 # removes the registration when the job ends or the pod is told to stop
-# (SIGTERM), retrying while Azure DevOps still sees a job running. The PAT is
-# read from a file and never exported: the job's environment does not hold it.
+# (SIGTERM), retrying while Azure DevOps still sees a job running. An agent
+# that no job reached within AZP_IDLE_TIMEOUT leaves cleanly (exit 0): its pod
+# was started for a job another agent took. The PAT is read from a file and
+# never exported: the job's environment does not hold it.
 #
 # Environment:
 #   AZP_URL            organization URL (required)
@@ -19,8 +21,15 @@
 #   AZP_DOCKER_WAIT    seconds to wait for that socket (default 120)
 #   AZP_REMOVE_RETRIES attempts to remove the agent (default 30)
 #   AZP_REMOVE_DELAY   seconds between them (default 10)
+#   AZP_IDLE_TIMEOUT   seconds an agent waits for its job before it leaves
+#                      (default 300; 0 waits for ever)
 set -euo pipefail
 
+# now_ms is the wall clock in milliseconds (bash's SECONDS is whole seconds).
+now_ms() {
+  local t=$EPOCHREALTIME
+  echo $((${t%[.,]*} * 1000 + 10#${t#*[.,]} / 1000))
+}
 log() { printf '%s start.sh: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -34,6 +43,8 @@ AZP_AGENT_DIR=${AZP_AGENT_DIR:-/azp/agent}
 AZP_DOCKER_WAIT=${AZP_DOCKER_WAIT:-120}
 AZP_REMOVE_RETRIES=${AZP_REMOVE_RETRIES:-30}
 AZP_REMOVE_DELAY=${AZP_REMOVE_DELAY:-10}
+AZP_IDLE_TIMEOUT=${AZP_IDLE_TIMEOUT:-300}
+[[ "$AZP_IDLE_TIMEOUT" =~ ^[0-9]+$ ]] || die "AZP_IDLE_TIMEOUT must be a number of seconds, got '$AZP_IDLE_TIMEOUT'"
 
 # The PAT lives in a shell variable only: not exported, so no child sees it
 # unless handed it explicitly (config.sh, through VSTS_AGENT_INPUT_TOKEN).
@@ -122,6 +133,7 @@ on_exit() {
   local rc=$?
   trap - EXIT TERM INT
   remove_agent || rc=1
+  [[ -z "${state_dir:-}" ]] || rm -rf "$state_dir"
   exit "$rc"
 }
 
@@ -147,13 +159,46 @@ VSTS_AGENT_INPUT_TOKEN=$pat ./config.sh --unattended \
   --url "$AZP_URL" --auth PAT --pool "$AZP_POOL" --agent "$AZP_AGENT_NAME" \
   --work "$AZP_WORK" --replace --acceptTeeEula
 registered=true
+idle_deadline=$(($(now_ms) + AZP_IDLE_TIMEOUT * 1000))
 
-log "running one job"
+# The agent prints "<time>: Running job: <name>" when a job reaches it; the
+# marker file tells the idle timer that one did.
+state_dir=$(mktemp -d)
+job_marker="$state_dir/job-started"
+watch_agent_output() {
+  local line
+  while IFS= read -r line; do
+    printf '%s\n' "$line"
+    [[ "$line" == *": Running job: "* ]] && : >"$job_marker"
+  done
+}
+job_started() { [[ -e "$job_marker" ]]; }
+
+log "running one job (leaving if none arrives within ${AZP_IDLE_TIMEOUT}s; 0: never)"
 # env -u is belt and braces: nothing above exported a PAT.
-env -u AZP_TOKEN -u VSTS_AGENT_INPUT_TOKEN ./run.sh --once &
+env -u AZP_TOKEN -u VSTS_AGENT_INPUT_TOKEN ./run.sh --once > >(watch_agent_output) 2>&1 &
 run_pid=$!
+idle_exit=false
+while kill -0 "$run_pid" 2>/dev/null; do
+  if ! job_started && ((AZP_IDLE_TIMEOUT > 0 && $(now_ms) >= idle_deadline)); then
+    log "no job reached agent $AZP_AGENT_NAME within ${AZP_IDLE_TIMEOUT}s (AZP_IDLE_TIMEOUT): another agent took the job this pod was started for; leaving"
+    idle_exit=true
+    kill -TERM "$run_pid" 2>/dev/null || true
+    break
+  fi
+  # A background sleep keeps SIGTERM's trap prompt.
+  sleep 0.5 &
+  wait $! || true
+done
 rc=0
 wait "$run_pid" || rc=$?
 run_pid=""
+if "$idle_exit"; then
+  if job_started; then
+    log "error: a job reached the agent while it was stopping; Azure DevOps gives it to another agent or fails it"
+  else
+    rc=0
+  fi
+fi
 log "agent exited with $rc"
 exit "$rc"

@@ -49,11 +49,25 @@ fi
 `
 
 // runStub stands in for run.sh: it records its arguments and environment
-// (the job's environment), then exits or, with STUB_RUN_BLOCK, runs until
-// SIGTERM as a job would.
+// (the job's environment) and prints what the agent prints. By default a
+// job reaches it at once and it exits; with STUB_RUN_BLOCK the job runs
+// until SIGTERM; with STUB_RUN_IDLE no job comes until SIGTERM, or until
+// STUB_RUN_JOB_AFTER seconds, when one does and runs STUB_RUN_JOB_SECONDS.
 const runStub = `#!/usr/bin/env bash
 { printf 'run.sh'; printf ' %q' "$@"; printf '\n'; } >> "$STUB_LOG"
 env > "$STUB_DIR/job.env"
+echo "$(date -u '+%F %TZ'): Listening for Jobs"
+if [[ -n "${STUB_RUN_IDLE:-}" ]]; then
+  trap 'echo "run.sh: TERM while idle" >> "$STUB_LOG"; exit 0' TERM
+  if [[ -z "${STUB_RUN_JOB_AFTER:-}" ]]; then while :; do sleep 0.05; done; fi
+  sleep "$STUB_RUN_JOB_AFTER" & wait $!
+  trap 'echo "run.sh: TERM" >> "$STUB_LOG"; exit 0' TERM
+  echo "$(date -u '+%F %TZ'): Running job: Build"
+  sleep "${STUB_RUN_JOB_SECONDS:-0}"
+  echo "$(date -u '+%F %TZ'): Job Build completed with result: Succeeded"
+  exit 0
+fi
+echo "$(date -u '+%F %TZ'): Running job: Build"
 if [[ -n "${STUB_RUN_BLOCK:-}" ]]; then
   trap 'echo "run.sh: TERM" >> "$STUB_LOG"; exit 0' TERM
   touch "$STUB_DIR/running"
@@ -257,6 +271,48 @@ func TestSIGTERMWhileJobRuns(t *testing.T) {
 		t.Errorf("run.sh was not stopped with SIGTERM: %q", h.calls())
 	}
 	h.checkLifecycle()
+}
+
+// An agent that no job reaches within AZP_IDLE_TIMEOUT leaves cleanly: the
+// agent is stopped and removed, and the pod (the Job) succeeds.
+func TestIdleAgentLeaves(t *testing.T) {
+	h := newHarness(t, "STUB_RUN_IDLE=1", "AZP_IDLE_TIMEOUT=1")
+	started := time.Now()
+	if rc := h.run(); rc != 0 {
+		t.Fatalf("exit %d, want 0: an idle exit is a success", rc)
+	}
+	if took := time.Since(started); took > 15*time.Second {
+		t.Errorf("left after %v, want about AZP_IDLE_TIMEOUT (1s)", took)
+	}
+	if h.count("run.sh: TERM while idle") != 1 {
+		t.Errorf("the idle agent was not stopped: %q", h.calls())
+	}
+	if !strings.Contains(h.stderr.String(), "no job reached agent "+agentName+" within 1s") {
+		t.Errorf("no word of why it left:\n%s", h.stderr.String())
+	}
+	h.checkLifecycle()
+}
+
+// A job that arrives before the idle timeout runs to its end, however long.
+func TestJobBeforeIdleTimeoutRunsToTheEnd(t *testing.T) {
+	h := newHarness(t, "STUB_RUN_IDLE=1", "STUB_RUN_JOB_AFTER=1", "STUB_RUN_JOB_SECONDS=3", "AZP_IDLE_TIMEOUT=2")
+	if rc := h.run(); rc != 0 {
+		t.Fatalf("exit %d", rc)
+	}
+	if h.count("run.sh: TERM") != 0 {
+		t.Fatalf("the agent was stopped during its job: %q", h.calls())
+	}
+	if !strings.Contains(h.stderr.String(), "Job Build completed") {
+		t.Errorf("the job did not finish:\n%s", h.stderr.String())
+	}
+	h.checkLifecycle()
+}
+
+func TestBadIdleTimeout(t *testing.T) {
+	h := newHarness(t, "AZP_IDLE_TIMEOUT=5m")
+	if rc := h.run(); rc == 0 || !strings.Contains(h.stderr.String(), "AZP_IDLE_TIMEOUT must be a number of seconds") {
+		t.Fatalf("exit %d:\n%s", rc, h.stderr.String())
+	}
 }
 
 func TestWrongPATStopsBeforeConfiguring(t *testing.T) {

@@ -293,7 +293,7 @@ func TestAgentPoolChart(t *testing.T) {
 				t.Errorf("restartPolicy %s", pod.RestartPolicy)
 			}
 			a := agent(t, pod)
-			for _, k := range []string{"AZP_URL", "AZP_POOL", "AZP_TOKEN_FILE", "AZP_WORK"} {
+			for _, k := range []string{"AZP_URL", "AZP_POOL", "AZP_TOKEN_FILE", "AZP_WORK", "AZP_IDLE_TIMEOUT"} {
 				if _, ok := env(a, k); !ok {
 					t.Errorf("agent env lacks %s", k)
 				}
@@ -319,6 +319,43 @@ func TestAgentPoolChart(t *testing.T) {
 			}
 			tc.check(t, pod, objs)
 		})
+	}
+}
+
+// The routing values reach the trigger, and the scaler accepts them; the
+// defaults write nothing (exclusive routing, priority 0).
+func TestPoolRoutingValues(t *testing.T) {
+	orgs := config.WithPAT("contoso", "https://dev.azure.com/contoso", nil)
+	base := "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s, idleTimeoutSeconds: 120}\nscaler: {address: 'a:6000'}\n"
+	for values, want := range map[string]map[string]string{
+		"": {"priority": "", "routing": ""},
+		"trigger: {priority: -3, routing: shared}": {"priority": "-3", "routing": "shared"},
+	} {
+		f := filepath.Join(t.TempDir(), "values.yaml")
+		if err := os.WriteFile(f, []byte(base+values), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, objs, _, err := Render(poolRelease(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sj, _ := Find[*kedav1alpha1.ScaledJob](objs)
+		md := sj.Spec.Triggers[0].Metadata
+		for k, v := range want {
+			if md[k] != v {
+				t.Errorf("%q: metadata %s = %q, want %q", values, k, md[k], v)
+			}
+		}
+		spec, err := trigger.Parse(md, orgs)
+		if err != nil {
+			t.Fatalf("the scaler rejects %v: %v", md, err)
+		}
+		if want["routing"] == "shared" != spec.Shared {
+			t.Errorf("%q: shared = %v", values, spec.Shared)
+		}
+		if v, _ := env(agent(t, sj.Spec.JobTargetRef.Template.Spec), "AZP_IDLE_TIMEOUT"); v.Value != "120" {
+			t.Errorf("AZP_IDLE_TIMEOUT = %q, want 120", v.Value)
+		}
 	}
 }
 
@@ -424,6 +461,8 @@ func TestSchemaRejects(t *testing.T) {
 			[]string{"/trigger/parent", "maxLength: got 4, want 0"}},
 		{"pool: bad strategy", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}\nscaler: {address: 'a:6000'}\nscaledJob: {scalingStrategy: fastest}",
 			[]string{"scaledJob/scalingStrategy"}},
+		{"pool: bad routing", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}\nscaler: {address: 'a:6000'}\ntrigger: {routing: roundrobin}",
+			[]string{"trigger/routing"}},
 		{"pool: bad storage", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}\nscaler: {address: 'a:6000'}\ndind: {storage: {type: hostPath}}",
 			[]string{"dind/storage/type"}},
 	}
