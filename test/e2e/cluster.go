@@ -15,14 +15,18 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -106,14 +110,41 @@ type Cluster struct {
 	procs      []*Proc
 }
 
+// freePort returns a free loopback port below the kernel's ephemeral range.
+// A port from listening on :0 is an ephemeral one: between closing it and
+// the component binding it, an outgoing connection (KEDA's, the API
+// server's) may take it. Ports below the range are never handed out that
+// way, so only another listener could take one.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	const base = 10000
+	if low <= base+1000 {
+		return 0, fmt.Errorf("the ephemeral port range starts at %d: no room below it", low)
+	}
+	for range 100 {
+		port := base + mathrand.IntN(low-base)
+		if _, taken := usedPorts.LoadOrStore(port, true); taken {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
+	}
+	return 0, errors.New("no free port below the ephemeral range after 100 tries")
 }
+
+// usedPorts are the ports this run handed out: never twice.
+var usedPorts sync.Map
 
 // StartCluster starts the components from binDir; crdDir holds KEDA's CRDs.
 // On error, what was started is stopped.

@@ -6,10 +6,13 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,9 +36,10 @@ import (
 var sweepPool int
 
 const (
-	pollingInterval = 2 * time.Second // every ScaledJob's KEDA pollingInterval
-	refresh         = time.Second     // the scaler's --refresh-interval
-	staleAfter      = 6 * time.Second // the scaler's --stale-after
+	pollingInterval = 2 * time.Second     // every ScaledJob's KEDA pollingInterval
+	refresh         = time.Second         // the scaler's --refresh-interval
+	staleAfter      = 6 * time.Second     // the scaler's --stale-after
+	warmup          = 2 * pollingInterval // the scaler's --routing-warmup
 	orgPAT          = "e2e-scaler-pat-3c9a"
 )
 
@@ -192,6 +196,7 @@ func StartScaler(name, logDir string, extraArgs ...string) (*Scaler, error) {
 		"--config", filepath.Join(dir, "config.yaml"),
 		"--grpc-addr", s.Addr, "--http-addr", s.HTTPAddr,
 		"--refresh-interval", refresh.String(), "--stale-after", staleAfter.String(),
+		"--routing-warmup", warmup.String(), "--trigger-forget-min", "10s",
 		"--sweep-interval", "0", "--log-format", "json",
 	}, extraArgs...)
 	return s, s.Start()
@@ -276,7 +281,8 @@ func poolValues(org, pool string, trigger map[string]any) map[string]any {
 	}
 }
 
-// installPool installs one azdo-agent-pool release and returns its ScaledJob's name.
+// installPool installs one azdo-agent-pool release and returns its
+// ScaledJob's name. Callers wait with waitReconciled before queueing jobs.
 func installPool(t *testing.T, namespace, release, org, pool string, trigger map[string]any) string {
 	t.Helper()
 	helmInstall(t, "azdo-agent-pool", namespace, release, poolValues(org, pool, trigger))
@@ -412,4 +418,165 @@ next:
 		return l
 	}
 	return ""
+}
+
+// waitReconciled waits until KEDA has reconciled a new ScaledJob (its
+// finalizer set, Ready=True) and one polling interval more. KEDA v2.21
+// reconciles a new ScaledJob twice (adding the finalizer is an update) and
+// restarts its scale loop each time; a Job POST of the first loop can be
+// cancelled client-side after the API server created it, and the next loop
+// then creates one Job too many. Jobs queued after this wait meet one loop.
+func waitReconciled(t *testing.T, namespace string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		waitFor(t, namespace+"/"+name+" reconciled by KEDA", time.Minute, func() bool {
+			sj := scaledJobStatus(t, namespace, name)
+			ready := sj.Status.Conditions.GetReadyCondition()
+			return slices.Contains(sj.Finalizers, "finalizer.keda.sh") && ready.IsTrue()
+		})
+	}
+	time.Sleep(pollingInterval)
+}
+
+// podSim plays the kubelet and the agent for the Jobs KEDA creates in a
+// namespace (the tier has no kubelet): each Job's pod starts after
+// startDelay, its agent, named after the pod as the chart names it and
+// with its ScaledJob's capabilities, comes online in the pool and takes the
+// job the fake Azure DevOps dispatches to it (the oldest it can run, as
+// Azure DevOps does), runs it for runFor, deregisters, and the Job
+// completes. An agent no job reaches within the pod's AZP_IDLE_TIMEOUT
+// leaves, and its Job completes too, as start.sh does.
+type podSim struct {
+	ns         string
+	org        *fakeazdo.Org
+	pool       int
+	caps       map[string]map[string]string // by ScaledJob
+	startDelay time.Duration
+	runFor     time.Duration
+
+	mu        sync.Mutex
+	seen      map[string]time.Time // Job name -> when KEDA created it
+	agents    map[int]*simAgent
+	created   int
+	idleExits int
+	ranBy     map[uint64]string // job request -> ScaledJob whose pod ran it
+}
+
+type simAgent struct {
+	job        string // the Kubernetes Job
+	scaledJob  string
+	idle       time.Duration
+	online     time.Time
+	request    uint64
+	assignedAt time.Time
+}
+
+func startPodSim(t *testing.T, s *podSim) {
+	s.seen, s.agents, s.ranBy = map[string]time.Time{}, map[int]*simAgent{}, map[uint64]string{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			s.step(t)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+}
+
+func (s *podSim) step(t *testing.T) {
+	var l batchv1.JobList
+	if err := env.kube.List(context.Background(), &l, ctrlclient.InNamespace(s.ns)); err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for _, j := range l.Items {
+		sj := j.Labels["scaledjob.keda.sh/name"]
+		if _, ok := s.seen[j.Name]; ok || finished(j) || s.caps[sj] == nil {
+			continue
+		}
+		s.seen[j.Name] = now
+		s.created++
+		go func(j batchv1.Job) { // the pod starts, its agent registers
+			time.Sleep(s.startDelay)
+			idle := 5 * time.Minute
+			for _, c := range j.Spec.Template.Spec.Containers {
+				for _, e := range c.Env {
+					if e.Name == "AZP_IDLE_TIMEOUT" {
+						if secs, err := strconv.Atoi(e.Value); err == nil {
+							idle = time.Duration(secs) * time.Second
+						}
+					}
+				}
+			}
+			pod := j.Name + "-" + randomName(5)
+			id := s.org.AddAgent(s.pool, fakeazdo.Agent{Name: pod, Online: true, Capabilities: s.caps[sj]})
+			s.mu.Lock()
+			s.agents[id] = &simAgent{job: j.Name, scaledJob: sj, idle: idle, online: time.Now()}
+			s.mu.Unlock()
+		}(j)
+	}
+	for req, agentID := range s.org.Dispatch(s.pool) {
+		if a := s.agents[agentID]; a != nil {
+			a.request, a.assignedAt = req, now
+			s.ranBy[req] = a.scaledJob
+		}
+	}
+	for id, a := range s.agents {
+		switch {
+		case a.request != 0 && now.Sub(a.assignedAt) >= s.runFor:
+			_ = s.org.FinishJob(a.request, "succeeded")
+		case a.request == 0 && now.Sub(a.online) >= a.idle:
+			s.idleExits++
+		default:
+			continue
+		}
+		if err := s.org.RemoveAgent(s.pool, id); err != nil {
+			t.Errorf("agent of %s: %v", a.job, err)
+		}
+		var j batchv1.Job
+		if err := env.kube.Get(context.Background(), ctrlclient.ObjectKey{Namespace: s.ns, Name: a.job}, &j); err == nil {
+			completeJob(t, j)
+		}
+		delete(s.agents, id)
+	}
+}
+
+// counts returns Jobs created, idle exits, and which ScaledJob's pod ran
+// each job request.
+func (s *podSim) counts() (created, idleExits int, ranBy map[uint64]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ranBy = map[uint64]string{}
+	for k, v := range s.ranBy {
+		ranBy[k] = v
+	}
+	return s.created, s.idleExits, ranBy
+}
+
+// busy reports whether a pod of the simulation is still running.
+func (s *podSim) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.agents) > 0 {
+		return true
+	}
+	for _, at := range s.seen {
+		if time.Since(at) < s.startDelay+time.Second {
+			return true // its agent has not registered yet
+		}
+	}
+	return false
+}
+
+func randomName(n int) string {
+	const alphabet = "bcdfghjklmnpqrstvwxz2456789"
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = alphabet[rand.IntN(len(alphabet))]
+	}
+	return string(b)
 }

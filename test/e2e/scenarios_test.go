@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,23 +30,23 @@ const appear = 2*pollingInterval + refresh
 func TestMixedPoolTwoScaledJobs(t *testing.T) {
 	ns := "e2e-mixed"
 	pool := env.contoso.AddPool("mixed")
+	linux := installPool(t, ns, "linux", "contoso", "mixed", linuxCaps)
+	windows := installPool(t, ns, "windows", "contoso", "mixed", map[string]any{"capabilities": "Agent.OS=Windows_NT"})
+	waitReconciled(t, ns, linux, windows)
 	for range 3 {
 		env.contoso.QueueJob(pool, linuxJob)
 	}
 	for range 2 {
 		env.contoso.QueueJob(pool, windowsJob)
 	}
-	linux := installPool(t, ns, "linux", "contoso", "mixed", linuxCaps)
-	windows := installPool(t, ns, "windows", "contoso", "mixed", map[string]any{"capabilities": "Agent.OS=Windows_NT"})
-	// KEDA's first poll of a new ScaledJob happens when it reconciles it;
-	// measure from the install.
-	dl := waitJobs(t, ns, linux, 3, appear+5*time.Second)
-	dw := waitJobs(t, ns, windows, 2, appear+5*time.Second)
+	// The first scenario's calls start the scaler's routing warm-up.
+	dl := waitJobs(t, ns, linux, 3, appear+warmup)
+	dw := waitJobs(t, ns, windows, 2, appear+warmup)
 	holdJobs(t, ns, linux, 3, 5*pollingInterval)
 	if n := len(jobs(t, ns, windows)); n != 2 {
 		t.Fatalf("windows: %d Jobs after five intervals, want 2", n)
 	}
-	record("1 mixed pool: linux 3 Jobs after %s, windows 2 Jobs after %s (from helm install); still 3 and 2 after %s more",
+	record("1 mixed pool: linux 3 Jobs %s after the jobs were queued, windows 2 Jobs after %s; still 3 and 2 after %s more",
 		dl.Round(100*time.Millisecond), dw.Round(100*time.Millisecond), 5*pollingInterval)
 }
 
@@ -54,12 +55,13 @@ func TestMixedPoolTwoScaledJobs(t *testing.T) {
 func TestFinishedJobsAreNotReplaced(t *testing.T) {
 	ns := "e2e-finish"
 	pool := env.contoso.AddPool("finish")
+	sj := installPool(t, ns, "linux", "contoso", "finish", linuxCaps)
+	waitReconciled(t, ns, sj)
 	var reqs []uint64
 	for range 3 {
 		reqs = append(reqs, env.contoso.QueueJob(pool, linuxJob))
 	}
-	sj := installPool(t, ns, "linux", "contoso", "finish", linuxCaps)
-	waitJobs(t, ns, sj, 3, appear+5*time.Second)
+	waitJobs(t, ns, sj, 3, appear)
 
 	// Each agent takes a job, runs it, and its pod exits: Azure DevOps
 	// finishes the request, then the Job completes.
@@ -88,6 +90,7 @@ func TestScaleFromZero(t *testing.T) {
 	ns := "e2e-zero"
 	pool := env.contoso.AddPool("zero")
 	sj := installPool(t, ns, "linux", "contoso", "zero", linuxCaps)
+	waitReconciled(t, ns, sj)
 	holdJobs(t, ns, sj, 0, 5*pollingInterval)
 	env.contoso.QueueJob(pool, linuxJob)
 	d := waitJobs(t, ns, sj, 1, appear)
@@ -99,10 +102,11 @@ func TestScaleFromZero(t *testing.T) {
 func TestScalerRestart(t *testing.T) {
 	ns := "e2e-restart"
 	pool := env.contoso.AddPool("restart")
-	env.contoso.QueueJob(pool, linuxJob)
-	env.contoso.QueueJob(pool, linuxJob)
 	sj := installPool(t, ns, "linux", "contoso", "restart", linuxCaps)
-	waitJobs(t, ns, sj, 2, appear+5*time.Second)
+	waitReconciled(t, ns, sj)
+	env.contoso.QueueJob(pool, linuxJob)
+	env.contoso.QueueJob(pool, linuxJob)
+	waitJobs(t, ns, sj, 2, appear)
 
 	env.scaler.Proc.Stop(10 * time.Second)
 	holdJobs(t, ns, sj, 2, 2*pollingInterval) // KEDA polls a dead address
@@ -124,9 +128,10 @@ func TestScalerRestart(t *testing.T) {
 func TestAzureDevOpsOutage(t *testing.T) {
 	ns := "e2e-outage"
 	pool := env.outage.AddPool("linux")
-	env.outage.QueueJob(pool, linuxJob)
 	sj := installPool(t, ns, "linux", "outage", "linux", linuxCaps)
-	waitJobs(t, ns, sj, 1, appear+5*time.Second)
+	waitReconciled(t, ns, sj)
+	env.outage.QueueJob(pool, linuxJob)
+	waitJobs(t, ns, sj, 1, appear)
 
 	env.fake.InjectFault(fakeazdo.Fault{Org: "outage", Endpoint: fakeazdo.JobRequests, Status: 503,
 		Body: `{"message":"Service Unavailable"}`})
@@ -249,22 +254,31 @@ func TestSweeperLeaderElection(t *testing.T) {
 }
 
 // Scenario 8: 50 ScaledJobs on 5 pools: Azure DevOps sees job-request calls
-// per pool, not per ScaledJob.
+// per pool, not per ScaledJob, and each pool's one job makes one Job.
 func TestFiftyScaledJobsFivePools(t *testing.T) {
 	ns := "e2e-load"
 	var pools []int
 	for p := range 5 {
-		id := env.contoso.AddPool(fmt.Sprintf("load-%d", p))
-		env.contoso.QueueJob(id, linuxJob)
-		pools = append(pools, id)
+		pools = append(pools, env.contoso.AddPool(fmt.Sprintf("load-%d", p)))
 	}
 	var sjs []string
 	for i := range 50 {
 		sjs = append(sjs, installPool(t, ns, fmt.Sprintf("sj-%02d", i), "contoso", fmt.Sprintf("load-%d", i%5), linuxCaps))
 	}
-	for _, sj := range sjs {
-		waitJobs(t, ns, sj, 1, time.Minute)
+	waitReconciled(t, ns, sjs...)
+	for _, id := range pools {
+		env.contoso.QueueJob(id, linuxJob)
 	}
+	perPoolJobs := func() []int {
+		out := make([]int, 5)
+		for i, sj := range sjs {
+			out[i%5] += len(jobs(t, ns, sj))
+		}
+		return out
+	}
+	waitFor(t, "one Job per pool", time.Minute, func() bool {
+		return slices.Equal(perPoolJobs(), []int{1, 1, 1, 1, 1})
+	})
 	// Measure a window once every ScaledJob is being polled.
 	const window = 30 * time.Second
 	before := map[int]int{}
@@ -292,11 +306,107 @@ func TestFiftyScaledJobsFivePools(t *testing.T) {
 	if minCalls := 0.5 * 50 * float64(window/pollingInterval); calls < minCalls {
 		t.Errorf("KEDA made %.0f GetMetrics calls in %s, want at least %.0f", calls, window, minCalls)
 	}
-	for _, sj := range sjs {
-		if n := len(jobs(t, ns, sj)); n != 1 {
-			t.Errorf("%s: %d Jobs, want 1", sj, n)
+	if got := perPoolJobs(); !slices.Equal(got, []int{1, 1, 1, 1, 1}) {
+		t.Errorf("Jobs per pool %v, want one each: every pool's job counts for one of its 10 ScaledJobs", got)
+	}
+	record("8 load: 50 ScaledJobs on 5 pools, %s window: KEDA made %.0f GetMetrics calls; Azure DevOps got %d job-request calls (%v per pool, refresh %s); 5 Jobs, one per pool's job (10 ScaledJobs each)",
+		window, calls, total, perPool, refresh)
+}
+
+// Scenario 9: one pod per job. Three ScaledJobs share a pool with
+// overlapping templates (plain Linux, Linux+Docker, GPU): a plain job any
+// of them can run. Pods are simulated (podSim): each agent takes the job
+// the fake Azure DevOps dispatches to it, the oldest it can run, as Azure
+// DevOps does. Staged, every queued job makes exactly one Job. All at once,
+// an agent may take a job routed to another template (it came online
+// first): that ScaledJob then needs one pod more and the other's pod
+// leaves at its idle timeout; every Job is a job run or an idle exit.
+func TestOnePodPerJob(t *testing.T) {
+	ns := "e2e-route"
+	pool := env.contoso.AddPool("route")
+	templates := []struct{ name, caps string }{
+		{"plain", "Agent.OS=Linux"}, {"docker", "Agent.OS=Linux,docker"}, {"gpu", "Agent.OS=Linux,docker,cuda=12.4"},
+	}
+	caps := map[string]map[string]string{}
+	var names []string
+	for _, tpl := range templates {
+		vals := poolValues("contoso", "route", map[string]any{"capabilities": tpl.caps})
+		vals["azp"].(map[string]any)["idleTimeoutSeconds"] = 8
+		helmInstall(t, "azdo-agent-pool", ns, tpl.name, vals)
+		names = append(names, tpl.name)
+		caps[tpl.name] = map[string]string{}
+		for _, c := range strings.Split(tpl.caps, ",") {
+			k, v, _ := strings.Cut(c, "=")
+			caps[tpl.name][k] = v
 		}
 	}
-	record("8 load: 50 ScaledJobs on 5 pools, %s window: KEDA made %.0f GetMetrics calls; Azure DevOps got %d job-request calls (%v per pool, refresh %s); 50 Jobs, one per ScaledJob",
-		window, calls, total, perPool, refresh)
+	waitReconciled(t, ns, names...)
+	sim := &podSim{ns: ns, org: env.contoso, pool: pool, caps: caps, startDelay: time.Second, runFor: 3 * time.Second}
+	startPodSim(t, sim)
+	plain := fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux"}}
+	docker := fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux", "docker"}}
+	gpu := fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux", "docker", "cuda -gtVersion 12.0"}}
+	cheapest := map[string]string{} // demands -> the template routing picks
+	cheapest[strings.Join(plain.Demands, ",")], cheapest[strings.Join(docker.Demands, ",")], cheapest[strings.Join(gpu.Demands, ",")] = "plain", "docker", "gpu"
+
+	drain := func(what string) {
+		t.Helper()
+		waitFor(t, what+": every job finished and every pod gone", 2*time.Minute, func() bool {
+			return len(env.contoso.UnfinishedJobs(pool)) == 0 && !sim.busy()
+		})
+		for _, n := range names {
+			if r := running(t, ns, n); r != 0 {
+				t.Fatalf("%s: %s has %d unfinished Jobs", what, n, r)
+			}
+		}
+	}
+
+	// Staged: each kind of job after the previous one is done.
+	for _, stage := range []struct {
+		job fakeazdo.Job
+		n   int
+	}{{plain, 3}, {docker, 2}, {gpu, 1}} {
+		for range stage.n {
+			env.contoso.QueueJob(pool, stage.job)
+		}
+		drain("staged")
+	}
+	created, idle, ranBy := sim.counts()
+	if created != 6 || idle != 0 {
+		t.Fatalf("staged: %d Jobs for 6 queued jobs (%d idle exits), want exactly 6", created, idle)
+	}
+	for req, sj := range ranBy {
+		if want := cheapest[strings.Join(env.contoso.JobDemands(req), ",")]; sj != want {
+			t.Errorf("staged: job %d ran on a %s pod, want %s", req, sj, want)
+		}
+	}
+	holdJobs(t, ns, "gpu", len(jobs(t, ns, "gpu")), 3*pollingInterval)
+
+	// All at once, interleaved: 4 plain, 3 docker, 2 GPU jobs.
+	var batch []uint64
+	for _, j := range []fakeazdo.Job{plain, docker, gpu, plain, docker, plain, gpu, docker, plain} {
+		batch = append(batch, env.contoso.QueueJob(pool, j))
+	}
+	drain("at once")
+	created2, idle2, ranBy2 := sim.counts()
+	created2, idle2 = created2-created, idle2-idle
+	steals := 0
+	for _, req := range batch {
+		sj, ok := ranBy2[req]
+		if !ok {
+			t.Fatalf("at once: job %d never ran", req)
+		}
+		if sj != cheapest[strings.Join(env.contoso.JobDemands(req), ",")] {
+			steals++
+		}
+	}
+	if created2 != len(batch)+idle2 {
+		t.Errorf("at once: %d Jobs for %d jobs and %d idle exits: a Job that neither ran a job nor left idle", created2, len(batch), idle2)
+	}
+	if idle2 > steals {
+		t.Errorf("at once: %d idle pods but only %d jobs taken by another template's pod", idle2, steals)
+	}
+	record("9 one pod per job: staged 6 queued jobs -> %d Jobs (%.2f per job, 0 idle exits), each run by the template routing chose; "+
+		"at once 9 jobs -> %d Jobs (%.2f per job): %d jobs were taken by a pod of another template that came online first, %d pods left at their idle timeout (8s)",
+		created, float64(created)/6, created2, float64(created2)/float64(len(batch)), steals, idle2)
 }
