@@ -97,7 +97,7 @@ func run() error {
 	for _, l := range loads {
 		orgs = append(orgs, fmt.Sprintf("load-s%d-p%d", l.s, l.p))
 	}
-	orgs = append(orgs, "mixed", "busy", "latency", "p99")
+	orgs = append(orgs, "mixed", "busy", "latency", "p99", "overlap")
 	for _, o := range orgs {
 		e.org("bi-" + o)
 		e.org("ou-" + o)
@@ -120,6 +120,9 @@ func run() error {
 		return err
 	}
 	if rep.busy, err = e.accuracy(ctx, "busy", busyWorkload); err != nil {
+		return err
+	}
+	if rep.overlap, err = e.overlap(ctx); err != nil {
 		return err
 	}
 	if rep.latency, err = e.latency(ctx); err != nil {
@@ -153,7 +156,8 @@ func (e *env) startOurs(orgs []string) error {
 		return err
 	}
 	flags, err := config.Parse("bench", []string{"--config", cfgFile, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--refresh-interval", realRefresh().String(), "--stale-after", "1m", "--sweep-interval", "0", "--azdo-qps", "1000"},
+		"--refresh-interval", realRefresh().String(), "--stale-after", "1m", "--sweep-interval", "0", "--azdo-qps", "1000",
+		"--routing-warmup", "0s"},
 		func(string) string { return "" }, io.Discard)
 	if err != nil {
 		return err
@@ -408,6 +412,157 @@ func (e *env) accuracy(ctx context.Context, org string, w workload) ([]accuracyR
 			filter = "(none)"
 		}
 		rows = append(rows, accuracyRow{name: c.name, filter: fmt.Sprintf("built-in demands %q; ours capabilities %q", filter, c.ours["capabilities"]), truth: c.truth, builtin: bi, our: ou})
+	}
+	return rows, nil
+}
+
+// overlapKinds are the jobs of the overlap workload: demands and how many.
+var overlapKinds = []struct {
+	name    string
+	demands []string
+	n       int
+}{
+	{"plain", []string{"Agent.OS -equals Linux"}, 4},
+	{"docker", []string{"Agent.OS -equals Linux", "docker"}, 3},
+	{"gpu", []string{"Agent.OS -equals Linux", "docker", "cuda -gtVersion 12.0"}, 2},
+	{"docker-only", []string{"docker"}, 1},
+}
+
+// overlapTemplates are the three agent templates sharing the pool: their
+// capabilities (ours), the demand strings a built-in user writes for them,
+// and the placeholder agent a parent trigger names.
+var overlapTemplates = []struct {
+	name, caps, demands string
+	agentCaps           map[string]string
+}{
+	{"plain", "Agent.OS=Linux", "Agent.OS -equals Linux", map[string]string{"Agent.OS": "Linux"}},
+	{"docker", "Agent.OS=Linux,docker", "Agent.OS -equals Linux,docker", map[string]string{"Agent.OS": "Linux", "docker": ""}},
+	{"gpu", "Agent.OS=Linux,docker,cuda=12.4", "Agent.OS -equals Linux,docker,cuda -gtVersion 12.0", map[string]string{"Agent.OS": "Linux", "docker": "", "cuda": "12.4"}},
+}
+
+// overlapConfig is one way to configure the three ScaledJobs.
+type overlapConfig struct {
+	side     string // "built-in" or "ours"
+	settings string // every setting, for the table
+	metadata func(tpl int) map[string]string
+}
+
+var overlapConfigs = []overlapConfig{
+	{"built-in", "`demands` = the template's demand strings; defaults otherwise (`requireAllDemands: false`, `scaleOnInFlight: true`, `jobsToFetch: 250`)",
+		func(i int) map[string]string { return map[string]string{"demands": overlapTemplates[i].demands} }},
+	{"built-in", "`demands` = the template's demand strings, `requireAllDemands: \"true\"` (KEDA's documented way to keep templates apart), `fetchUnfinishedJobsOnly: \"true\"`",
+		func(i int) map[string]string {
+			return map[string]string{"demands": overlapTemplates[i].demands, "requireAllDemands": "true", "fetchUnfinishedJobsOnly": "true"}
+		}},
+	{"built-in", "`parent` = the template's registered, offline placeholder agent, `fetchUnfinishedJobsOnly: \"true\"`",
+		func(i int) map[string]string {
+			return map[string]string{"parent": overlapTemplates[i].name + "-template", "fetchUnfinishedJobsOnly": "true"}
+		}},
+	{"ours", "`capabilities` = the template's capabilities; defaults otherwise (`routing: exclusive`)",
+		func(i int) map[string]string { return map[string]string{"capabilities": overlapTemplates[i].caps} }},
+	{"ours", "`capabilities` = the template's capabilities, `routing: shared` (counts like the built-in)",
+		func(i int) map[string]string {
+			return map[string]string{"capabilities": overlapTemplates[i].caps, "routing": "shared"}
+		}},
+}
+
+// overlapRow is one configuration's pods requested for the workload.
+type overlapRow struct {
+	cfg      overlapConfig
+	perSJ    []int
+	total    int
+	jobs     int
+	unserved []string // kinds of job no ScaledJob counts
+}
+
+// overlap: three ScaledJobs share a pool whose jobs several of them can
+// run. The sum of their counts is the pods KEDA starts; the need is one
+// pod per job. Each kind of job is also probed alone, on a pool of its
+// own, to find the jobs no ScaledJob counts (they would wait for ever).
+func (e *env) overlap(ctx context.Context) ([]overlapRow, error) {
+	fill := func(kinds []int) func(o *fakeazdo.Org, id int) {
+		return func(o *fakeazdo.Org, id int) {
+			for _, tpl := range overlapTemplates {
+				o.AddAgent(id, fakeazdo.Agent{Name: tpl.name + "-template", Capabilities: tpl.agentCaps})
+			}
+			for _, k := range kinds {
+				for range overlapKinds[k].n {
+					o.QueueJob(id, fakeazdo.Job{Demands: overlapKinds[k].demands})
+				}
+			}
+		}
+	}
+	all := make([]int, len(overlapKinds))
+	for i := range all {
+		all[i] = i
+	}
+	pools := e.addPools("overlap", 1, fill(all))
+	var alone []int
+	for k := range overlapKinds {
+		alone = append(alone, e.addPools("overlap", 1, fill([]int{k}))[0])
+	}
+	jobs := 0
+	for _, k := range overlapKinds {
+		jobs += k.n
+	}
+	counts := func(cfg overlapConfig, pool, index int) ([]int, error) {
+		type probe struct {
+			s      scalers.Scaler
+			metric string
+		}
+		var probes []probe
+		for i := range overlapTemplates {
+			t := &trigger{org: "overlap", poolID: pool}
+			if cfg.side == "built-in" {
+				t.builtin = cfg.metadata(i)
+			} else {
+				t.ours = cfg.metadata(i)
+			}
+			if err := e.newScalers(ctx, t, index+i); err != nil {
+				return nil, err
+			}
+			p := probe{t.bi, "s0-azure-pipelines"}
+			if cfg.side == "ours" {
+				p = probe{t.ou, t.metricName}
+			}
+			// KEDA's first poll: our scaler learns the trigger.
+			if _, err := value(ctx, p.s, p.metric); err != nil {
+				return nil, err
+			}
+			probes = append(probes, p)
+		}
+		time.Sleep(2 * realRefresh())
+		out := make([]int, len(probes))
+		for i, p := range probes {
+			v, err := value(ctx, p.s, p.metric)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
+	}
+	var rows []overlapRow
+	for c, cfg := range overlapConfigs {
+		per, err := counts(cfg, pools[0], 3000+100*c)
+		if err != nil {
+			return nil, err
+		}
+		r := overlapRow{cfg: cfg, perSJ: per, jobs: jobs}
+		for _, v := range per {
+			r.total += v
+		}
+		for k, pool := range alone {
+			one, err := counts(cfg, pool, 3000+100*c+10*(k+1))
+			if err != nil {
+				return nil, err
+			}
+			if one[0]+one[1]+one[2] == 0 {
+				r.unserved = append(r.unserved, overlapKinds[k].name)
+			}
+		}
+		rows = append(rows, r)
+		fmt.Printf("overlap %s %s: %v = %d pods for %d jobs\n", cfg.side, cfg.settings, per, r.total, jobs)
 	}
 	return rows, nil
 }

@@ -19,6 +19,7 @@ type report struct {
 	loads   []loadResult
 	mixed   []accuracyRow
 	busy    []accuracyRow
+	overlap []overlapRow
 	latency latencyResult
 	p99     p99Result
 	rss     int64
@@ -83,6 +84,7 @@ func (r *report) write(dir string) error {
 	w("`cuda -gtVersion 11.0`). Ground truth: the jobs whose demands the ScaledJob's agent satisfies under Azure\n")
 	w("Pipelines' rules. The built-in is configured with `demands`, as its documentation says.\n\n")
 	acc("Count accuracy: busy pool", r.busy)
+	r.writeOverlap(w)
 	w("20 old requests wait while the newest 250 are finished. The built-in fetches the newest `jobsToFetch` (250)\n")
 	w("requests; ours asks for unfinished requests only (`completedRequestCount=0`).\n\n")
 
@@ -134,4 +136,30 @@ func (r *report) plot(path string) error {
 		return err
 	}
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
+}
+
+func (r *report) writeOverlap(w func(string, ...any)) {
+	w("## Pods requested per queued job: overlapping templates on one pool\n\n")
+	w("Three ScaledJobs share one pool: plain (`Agent.OS=Linux`), docker (`Agent.OS=Linux,docker`) and gpu\n")
+	w("(`Agent.OS=Linux,docker,cuda=12.4`). Queued: ")
+	var parts []string
+	for _, k := range overlapKinds {
+		parts = append(parts, fmt.Sprintf("%d %s (`%s`)", k.n, k.name, strings.Join(k.demands, "`, `")))
+	}
+	w("%s. Each job needs one pod. With KEDA's default\n", strings.Join(parts, ", "))
+	w("strategy the pods started are the sum of the three counts (no Job runs yet).\n\n")
+	w("| scaler | settings of each ScaledJob | plain | docker | gpu | pods requested | pods per queued job | jobs no ScaledJob counts |\n")
+	w("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	for _, o := range r.overlap {
+		unserved := "none"
+		if len(o.unserved) > 0 {
+			unserved = strings.Join(o.unserved, ", ") + " (waits for ever)"
+		}
+		w("| %s | %s | %d | %d | %d | %d | %.2f | %s |\n", o.cfg.side, o.cfg.settings, o.perSJ[0], o.perSJ[1], o.perSJ[2], o.total,
+			float64(o.total)/float64(o.jobs), unserved)
+	}
+	w("\nWhere the built-in is right: with `requireAllDemands: \"true\"` it requests one pod per job for every job whose\n")
+	w("demands are exactly one template's demand list; a job that demands a subset (`docker` alone) gets no pod.\n")
+	w("Its default and `parent` configurations count a job for every template that can run it. Ours routes each\n")
+	w("job to the least capable template that can run it; with `routing: shared` it counts like the built-in.\n\n")
 }
