@@ -393,7 +393,12 @@ func busyWorkload(e *env, org string) []accuracyCase {
 func (e *env) accuracy(ctx context.Context, org string, w workload) ([]accuracyRow, error) {
 	var rows []accuracyRow
 	for i, c := range w(e, org) {
-		t := &trigger{org: org, poolID: c.poolID, builtin: c.builtin, ours: c.ours}
+		// Each ScaledJob on its own, as the built-in counts: routing shared.
+		ours := map[string]string{"routing": "shared"}
+		for k, v := range c.ours {
+			ours[k] = v
+		}
+		t := &trigger{org: org, poolID: c.poolID, builtin: c.builtin, ours: ours}
 		if err := e.newScalers(ctx, t, 1000+i); err != nil {
 			return nil, err
 		}
