@@ -37,6 +37,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/metrics"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/service"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/sweeper"
 )
@@ -50,7 +51,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	log, redactor, err := logging.New(stderr, flags.LogFormat, flags.LogLevel)
+	log, secretSet, err := logging.New(stderr, flags.LogFormat, flags.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	klog.SetLogger(logrusr.New(log))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	inst, err := Start(ctx, flags, log, redactor, stdout)
+	inst, err := Start(ctx, flags, log, secretSet, stdout)
 	if err != nil {
 		return err
 	}
@@ -81,15 +82,18 @@ type Instance struct {
 	grpcServer *grpc.Server
 	httpServer *http.Server
 	parents    *sweeper.Parents
+	secrets    *secrets.Set
 	cancel     context.CancelFunc
 	done       chan struct{}
 	ready      atomic.Bool
 }
 
 // Start starts every part and returns once the servers listen.
-func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, redactor *logging.Redactor, stdout io.Writer) (*Instance, error) {
+// Every text the instance emits is redacted with secretSet, the set its
+// logger uses too.
+func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, secretSet *secrets.Set, stdout io.Writer) (*Instance, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	inst := &Instance{cancel: cancel, done: make(chan struct{}), parents: sweeper.NewParents()}
+	inst := &Instance{cancel: cancel, done: make(chan struct{}), parents: sweeper.NewParents(), secrets: secretSet}
 	fail := func(err error) (*Instance, error) {
 		cancel()
 		if inst.Demo != nil {
@@ -104,7 +108,7 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, redacto
 	}
 	inst.Config = cfg
 	if inst.Demo != nil {
-		redactor.Add(inst.Demo.PAT)
+		secretSet.Add(inst.Demo.PAT)
 		go inst.Demo.Simulate(ctx, time.Second)
 	}
 
@@ -116,8 +120,8 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, redacto
 	var sources []pools.Source
 	for i := range cfg.Organizations {
 		o := &cfg.Organizations[i]
-		c, err := azdo.New(azdo.Options{Name: o.Name, URL: o.URL, PAT: redactor.Watch(o.PAT()), Timeout: flags.AzdoTimeout,
-			QPS: flags.AzdoQPS, Burst: max(1, int(2*flags.AzdoQPS)), Observer: m, Logger: log})
+		c, err := azdo.New(azdo.Options{Name: o.Name, URL: o.URL, PAT: o.PAT(), Timeout: flags.AzdoTimeout,
+			QPS: flags.AzdoQPS, Observer: m, Logger: log, Secrets: secretSet})
 		if err != nil {
 			return fail(err)
 		}
@@ -125,15 +129,16 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, redacto
 		sources = append(sources, c)
 	}
 	inst.Registry = pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: flags.RefreshInterval, StaleAfter: flags.StaleAfter,
-		IdleAfter: flags.PollerIdle, Observer: m, Logger: log})
+		IdleAfter: flags.PollerIdle, AttemptTimeout: flags.AzdoTimeout, Observer: m, Logger: log})
 	inst.Router = routing.NewRouter(routing.Options{Warmup: flags.RoutingWarmup, ForgetAfterPolls: flags.TriggerForgetPolls,
 		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Observer: m, Logger: log})
 	svc := service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add, Router: inst.Router})
 
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(grpcMetrics)
-	serverOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcMetrics.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor())}
+	cleanUnary, cleanStream := service.SanitizeErrors(secretSet)
+	serverOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcMetrics.UnaryServerInterceptor(), cleanUnary),
+		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor(), cleanStream)}
 	if flags.TLSCertFile != "" {
 		creds, err := serverTLS(flags)
 		if err != nil {
@@ -230,7 +235,7 @@ func (inst *Instance) readyz(w http.ResponseWriter, _ *http.Request) {
 	}
 	msg := "ok\n"
 	if err := inst.Registry.Ready(); err != nil {
-		msg = "ok (degraded: " + err.Error() + ")\n"
+		msg = "ok (degraded: " + secrets.Truncate(inst.secrets.Redact(err.Error()), service.MaxMessage) + ")\n"
 	}
 	_, _ = io.WriteString(w, msg)
 }

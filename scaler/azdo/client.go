@@ -7,6 +7,12 @@
 // and malformed answers, a pause of the whole organization when Azure DevOps
 // sends Retry-After or X-RateLimit-Delay, a client-side request rate limit,
 // and PAT rotation. Auth, error decoding and the user agent stay the SDK's.
+//
+// Every error this package returns carries only a sanitized text: Azure
+// DevOps' own message and type key (never the whole body), cut to
+// maxErrorText, with every known secret and any credential-looking value
+// removed (package secrets). A proxy that echoes the Authorization header
+// in an error body cannot leak the PAT through it.
 package azdo
 
 import (
@@ -28,6 +34,8 @@ import (
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/time/rate"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 )
 
 // The job requests resource has no typed call in the SDK; its location id
@@ -48,12 +56,21 @@ var ErrNotFound = errors.New("not found")
 type Observer interface {
 	ObserveCall(org, endpoint, status string, d time.Duration)
 	ObserveRateLimitRemaining(org string, remaining float64)
+	// ObserveThrottle: the client-side rate limit held a request back.
+	ObserveThrottle(org string, wait time.Duration)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) ObserveCall(string, string, string, time.Duration) {}
 func (nopObserver) ObserveRateLimitRemaining(string, float64)         {}
+func (nopObserver) ObserveThrottle(string, time.Duration)             {}
+
+// maxErrorText bounds the text of an error from Azure DevOps.
+const maxErrorText = 300
+
+// minAutoQPS is the automatic rate limit's floor.
+const minAutoQPS = 10
 
 // Options configure a Client. Zero values take the defaults.
 type Options struct {
@@ -64,10 +81,15 @@ type Options struct {
 	Attempts    int           // per call; default 3
 	BaseBackoff time.Duration // first retry delay; default 500ms
 	MaxBackoff  time.Duration // default 10s
-	QPS         float64       // client-side request rate limit; default 10
-	Burst       int           // default 20
-	Observer    Observer
-	Logger      logrus.FieldLogger
+	// QPS is the client-side request rate limit. 0: automatic, twice the
+	// rate the pools' refreshes need (SetPollRate), at least 10.
+	QPS      float64
+	Burst    int // default twice the QPS
+	Observer Observer
+	Logger   logrus.FieldLogger
+	// Secrets are redacted from every error text; the client adds each
+	// PAT it reads. Default: a set of its own.
+	Secrets *secrets.Set
 	// Transport is the HTTP transport under the instrumentation; tests use
 	// it to reach a fake. Default: a clone of http.DefaultTransport.
 	Transport http.RoundTripper
@@ -83,6 +105,8 @@ type Client struct {
 	log      logrus.FieldLogger
 	http     *http.Client
 	limiter  *rate.Limiter
+	autoQPS  bool
+	secrets  *secrets.Set
 
 	mu          sync.Mutex
 	pausedUntil time.Time
@@ -112,11 +136,15 @@ func New(o Options) (*Client, error) {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 10 * time.Second
 	}
-	if o.QPS <= 0 {
-		o.QPS = 10
+	auto := o.QPS <= 0
+	if auto {
+		o.QPS = minAutoQPS
 	}
 	if o.Burst <= 0 {
-		o.Burst = 20
+		o.Burst = max(1, int(2*o.QPS))
+	}
+	if o.Secrets == nil {
+		o.Secrets = secrets.NewSet()
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
@@ -134,7 +162,7 @@ func New(o Options) (*Client, error) {
 	c := &Client{
 		name: o.Name, url: normalizeURL(o.URL), pat: o.PAT, opts: o, observer: o.Observer,
 		log:     o.Logger.WithField("organization", o.Name),
-		limiter: rate.NewLimiter(rate.Limit(o.QPS), o.Burst),
+		limiter: rate.NewLimiter(rate.Limit(o.QPS), o.Burst), autoQPS: auto, secrets: o.Secrets,
 	}
 	// The attempt's context carries the timeout; this is a backstop.
 	c.http = &http.Client{Transport: &transport{next: next, client: c}, Timeout: o.Timeout + time.Second}
@@ -143,6 +171,24 @@ func New(o Options) (*Client, error) {
 
 // Name is the organization's name.
 func (c *Client) Name() string { return c.name }
+
+// SetPollRate tells an automatic rate limit how many requests per second
+// the pools' refreshes need; the limit becomes twice that, at least 10, so
+// that it never holds the configured refreshes back. A fixed --azdo-qps
+// is left alone.
+func (c *Client) SetPollRate(perSecond float64) {
+	if !c.autoQPS {
+		return
+	}
+	qps := max(minAutoQPS, 2*perSecond)
+	if rate.Limit(qps) != c.limiter.Limit() {
+		c.limiter.SetLimit(rate.Limit(qps))
+		c.limiter.SetBurst(max(1, int(2*qps)))
+	}
+}
+
+// Limit is the current client-side request rate limit.
+func (c *Client) Limit() float64 { return float64(c.limiter.Limit()) }
 
 // URL is the organization's URL, normalized as the SDK does (lower case, no
 // trailing slash).
@@ -219,7 +265,7 @@ func (c *Client) UnfinishedJobRequests(ctx context.Context, poolID int) ([]taska
 		}
 		out = nil
 		if err := sdk.Client.UnmarshalCollectionBody(resp, &out); err != nil {
-			return &Error{Op: "decode job requests", Err: err, Retryable: true}
+			return &Error{Op: "decode job requests", Err: err, Retryable: true, Detail: sanitize(c.secrets, err.Error())}
 		}
 		return nil
 	})
@@ -254,13 +300,20 @@ type Error struct {
 	Status    int // HTTP status; 0 when there was no answer
 	Retryable bool
 	Err       error
+	// Detail is the sanitized text of Err: Azure DevOps' message and type
+	// key only, redacted and cut. Error() shows it, never Err's own text.
+	Detail string
 }
 
 func (e *Error) Error() string {
-	if e.Status != 0 {
-		return fmt.Sprintf("azure devops: %s: HTTP %d: %v", e.Op, e.Status, e.Err)
+	detail := e.Detail
+	if detail == "" && e.Err != nil {
+		detail = e.Err.Error() // an error this package made itself
 	}
-	return fmt.Sprintf("azure devops: %s: %v", e.Op, e.Err)
+	if e.Status != 0 {
+		return fmt.Sprintf("azure devops: %s: HTTP %d: %s", e.Op, e.Status, detail)
+	}
+	return fmt.Sprintf("azure devops: %s: %s", e.Op, detail)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -294,6 +347,7 @@ func (c *Client) doAttempts(ctx context.Context, op string, attempts int, call f
 		if last == nil {
 			return nil
 		}
+		ReportAttempt(ctx, last) // the caller learns the cause now, not after every retry
 		c.log.WithFields(logrus.Fields{"op": op, "attempt": i + 1, "status": last.Status}).WithError(last.Err).Debug("azure devops call failed")
 		if !last.Retryable || ctx.Err() != nil {
 			return last
@@ -313,7 +367,7 @@ func (c *Client) attempt(ctx context.Context, op string, call func(context.Conte
 	if err == nil {
 		return nil
 	}
-	e := classify(op, err, seen.status, actx)
+	e := classify(op, err, seen.status, actx, c.secrets)
 	if e.Status == http.StatusUnauthorized {
 		if r, ok := c.pat.(interface{ Refresh() }); ok {
 			r.Refresh() // the Secret may have been rotated since the last read
@@ -325,8 +379,8 @@ func (c *Client) attempt(ctx context.Context, op string, call func(context.Conte
 // classify turns any of the SDK's error shapes into an *Error: a
 // *WrappedError or WrappedError value (JSON or text bodies), a decode error
 // when the body was neither (status known only to the transport), or a
-// transport error.
-func classify(op string, err error, seenStatus int, actx context.Context) *Error {
+// transport error. Its Detail is sanitized (see the package comment).
+func classify(op string, err error, seenStatus int, actx context.Context, set *secrets.Set) *Error {
 	var already *Error
 	if errors.As(err, &already) {
 		return already
@@ -334,17 +388,26 @@ func classify(op string, err error, seenStatus int, actx context.Context) *Error
 	status := seenStatus
 	var wrapped *azuredevops.WrappedError
 	var wrappedValue azuredevops.WrappedError
+	text := ""
 	switch {
-	case errors.As(err, &wrapped) && wrapped.StatusCode != nil:
-		status = *wrapped.StatusCode
-	case errors.As(err, &wrappedValue) && wrappedValue.StatusCode != nil:
-		status = *wrappedValue.StatusCode
+	case errors.As(err, &wrapped):
+		text = wrappedText(wrapped)
+		if wrapped.StatusCode != nil {
+			status = *wrapped.StatusCode
+		}
+	case errors.As(err, &wrappedValue):
+		text = wrappedText(&wrappedValue)
+		if wrappedValue.StatusCode != nil {
+			status = *wrappedValue.StatusCode
+		}
+	default:
+		text = err.Error()
 	}
 	e := &Error{Op: op, Status: status, Err: err}
 	var netErr net.Error
 	switch {
 	case errors.Is(actx.Err(), context.DeadlineExceeded) || (errors.As(err, &netErr) && netErr.Timeout()):
-		e.Err, e.Retryable = fmt.Errorf("timed out: %w", err), true
+		e.Retryable, text = true, "timed out: "+text
 	case status == http.StatusTooManyRequests || status >= 500:
 		e.Retryable = true
 	case status >= 200 && status < 300:
@@ -353,9 +416,49 @@ func classify(op string, err error, seenStatus int, actx context.Context) *Error
 		e.Retryable = true // no answer at all: connection refused or reset
 	}
 	if status == http.StatusNonAuthoritativeInfo {
-		e.Err, e.Retryable = errors.New("Azure DevOps answered with a sign-in page: the PAT is not valid"), false
+		text, e.Retryable = "Azure DevOps answered with a sign-in page: the PAT is not valid", false
 	}
+	e.Detail = sanitize(set, text)
 	return e
+}
+
+// sanitize is the one way a text from Azure DevOps, or about a call to
+// it, becomes part of an Error: redacted, then cut.
+func sanitize(set *secrets.Set, text string) string {
+	return secrets.Truncate(set.Redact(text), maxErrorText)
+}
+
+// wrappedText is Azure DevOps' own message and type key, and nothing else
+// of the body (a text/plain body is its message, whole: hence the cut).
+func wrappedText(w *azuredevops.WrappedError) string {
+	msg := ""
+	if w.Message != nil {
+		msg = strings.TrimSpace(*w.Message)
+	}
+	if msg == "" {
+		msg = "no message"
+	}
+	if w.TypeKey != nil && *w.TypeKey != "" {
+		msg += " (" + *w.TypeKey + ")"
+	}
+	return msg
+}
+
+type attemptErrorsKey struct{}
+
+// WithAttemptErrors makes calls made with the returned context report the
+// error of every failed attempt to report, as it happens: a caller that
+// retries for tens of seconds knows the cause after the first failure.
+func WithAttemptErrors(ctx context.Context, report func(error)) context.Context {
+	return context.WithValue(ctx, attemptErrorsKey{}, report)
+}
+
+// ReportAttempt tells the caller that set WithAttemptErrors on ctx about a
+// failed attempt; without one it does nothing.
+func ReportAttempt(ctx context.Context, err error) {
+	if report, ok := ctx.Value(attemptErrorsKey{}).(func(error)); ok && report != nil {
+		report(err)
+	}
 }
 
 // sdkClient returns the SDK client for the current PAT, building it (and,
@@ -363,8 +466,9 @@ func classify(op string, err error, seenStatus int, actx context.Context) *Error
 func (c *Client) sdkClient(ctx context.Context) (*taskagent.ClientImpl, error) {
 	pat, err := c.pat.PAT()
 	if err != nil {
-		return nil, &Error{Op: "read PAT", Err: err}
+		return nil, &Error{Op: "read PAT", Err: err, Detail: sanitize(c.secrets, err.Error())}
 	}
+	c.secrets.Add(pat)
 	sum := sha256.Sum256([]byte(pat))
 	c.mu.Lock()
 	if c.sdk != nil && c.sdkPAT == sum {
@@ -431,7 +535,18 @@ func (c *Client) waitTurn(ctx context.Context) error {
 			return err
 		}
 	}
-	return c.limiter.Wait(ctx)
+	r := c.limiter.Reserve()
+	if !r.OK() {
+		return errors.New("the client-side rate limit admits no request")
+	}
+	if d := r.Delay(); d > 0 {
+		c.observer.ObserveThrottle(c.name, d)
+		if err := sleep(ctx, d); err != nil {
+			r.Cancel()
+			return err
+		}
+	}
+	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

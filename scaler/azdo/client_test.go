@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 )
 
 const testPAT = "pat-for-tests-0123456789"
@@ -30,6 +31,7 @@ type recordingObserver struct {
 	mu        sync.Mutex
 	calls     map[string]int
 	remaining []float64
+	throttled []time.Duration
 }
 
 func (r *recordingObserver) ObserveCall(_, endpoint, status string, _ time.Duration) {
@@ -39,6 +41,12 @@ func (r *recordingObserver) ObserveCall(_, endpoint, status string, _ time.Durat
 		r.calls = map[string]int{}
 	}
 	r.calls[endpoint+" "+status]++
+}
+
+func (r *recordingObserver) ObserveThrottle(_ string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.throttled = append(r.throttled, d)
 }
 
 func (r *recordingObserver) ObserveRateLimitRemaining(_ string, v float64) {
@@ -299,7 +307,7 @@ func TestPATRotation(t *testing.T) {
 func TestSignInPageMeansBadPAT(t *testing.T) {
 	// Callers that do not send X-TFS-FedAuthRedirect get a 203 sign-in page,
 	// as from Azure DevOps; classify must not call that success.
-	e := classify("x", errors.New("invalid character '<'"), http.StatusNonAuthoritativeInfo, context.Background())
+	e := classify("x", errors.New("invalid character '<'"), http.StatusNonAuthoritativeInfo, context.Background(), secrets.NewSet())
 	if e.Retryable || !strings.Contains(e.Error(), "sign-in page") {
 		t.Fatalf("classify(203) = %v", e)
 	}
@@ -328,5 +336,36 @@ func TestDeleteAgentIsNotRetried(t *testing.T) {
 	}
 	if err := c.DeleteAgent(context.Background(), pool, id); err == nil {
 		t.Fatal("deleting a missing agent must fail")
+	}
+}
+
+// The automatic rate limit follows the pools' refresh rate; a request the
+// limit holds back is observed (the throttle metric).
+func TestAutomaticRateLimitAndThrottleMetric(t *testing.T) {
+	s, org := startFake(t)
+	org.AddPool("p")
+	obs := &recordingObserver{}
+	auto := newClient(t, s, StaticPAT(testPAT), func(o *Options) { o.QPS, o.Burst, o.Observer = 0, 0, obs })
+	if auto.Limit() != 10 {
+		t.Fatalf("automatic limit with no pools = %v, want the floor 10", auto.Limit())
+	}
+	auto.SetPollRate(30) // e.g. 300 pools refreshed every 10s
+	if auto.Limit() != 60 {
+		t.Fatalf("automatic limit = %v, want twice the poll rate (60)", auto.Limit())
+	}
+	fixed := newClient(t, s, StaticPAT(testPAT), func(o *Options) { o.QPS, o.Burst, o.Observer = 2, 1, obs })
+	fixed.SetPollRate(30)
+	if fixed.Limit() != 2 {
+		t.Fatalf("a fixed --azdo-qps changed to %v", fixed.Limit())
+	}
+	for range 3 {
+		if _, err := fixed.PoolByName(context.Background(), "p"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if len(obs.throttled) == 0 {
+		t.Fatal("3 quick requests at 2 per second (burst 1): none observed as throttled")
 	}
 }

@@ -196,12 +196,16 @@ type Fault struct {
 	Times    int      // how many calls it applies to; 0 means until ClearFaults
 
 	Status         int           // answer with this status instead (0: answer normally)
-	Body           string        // with Status, or alone: this raw body (malformed JSON, say)
+	Body           string        // with Status, or alone: this raw body (malformed JSON, say); EchoAuthorization in it becomes the request's Authorization header
 	ContentType    string        // of Body; default application/json
 	RetryAfter     time.Duration // Retry-After header, whole seconds
 	RateLimitDelay time.Duration // X-RateLimit-Delay header, seconds (fractions allowed)
 	Delay          time.Duration // wait this long before answering (timeouts)
 }
+
+// EchoAuthorization in a Fault's Body is replaced with the request's
+// Authorization header, as some proxies and servers do in error pages.
+const EchoAuthorization = "{{authorization}}"
 
 // InjectFault adds a fault; the first matching fault with calls left applies.
 func (s *Server) InjectFault(f Fault) {
@@ -605,7 +609,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				status = http.StatusOK
 			}
 			w.WriteHeader(status)
-			_, _ = w.Write([]byte(fault.Body))
+			_, _ = w.Write([]byte(strings.ReplaceAll(fault.Body, EchoAuthorization, r.Header.Get("Authorization"))))
 			return
 		}
 	}

@@ -4,17 +4,16 @@ package logging
 import (
 	"fmt"
 	"io"
-	"strings"
-	"sync"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 )
 
-// New returns a logger writing to w in format "text" or "json" at level.
-// Its Redactor removes registered secrets from messages and fields.
-func New(w io.Writer, format, level string) (*logrus.Logger, *Redactor, error) {
+// New returns a logger writing to w in format "text" or "json" at level,
+// and the set of secrets redacted from every line it writes (the message
+// and every string, error or Stringer field).
+func New(w io.Writer, format, level string) (*logrus.Logger, *secrets.Set, error) {
 	l := logrus.New()
 	l.SetOutput(w)
 	lvl, err := logrus.ParseLevel(level)
@@ -30,45 +29,22 @@ func New(w io.Writer, format, level string) (*logrus.Logger, *Redactor, error) {
 	default:
 		return nil, nil, fmt.Errorf("--log-format must be text or json, not %q", format)
 	}
-	r := &Redactor{}
-	l.AddHook(r)
-	return l, r, nil
+	set := secrets.NewSet()
+	l.AddHook(hook{set})
+	return l, set, nil
 }
 
-// Redactor is a logrus hook that replaces known secrets with [REDACTED].
-// Nothing in this project logs a PAT on purpose; this is the second line of
-// defence, against an error message from a library that quotes one.
-type Redactor struct {
-	mu      sync.RWMutex
-	secrets []string
-}
+// hook redacts secrets from each entry before it is written. Nothing in
+// this project logs a secret on purpose; this is the second line of
+// defence, against a library's message that quotes one.
+type hook struct{ set *secrets.Set }
 
-// Add registers a secret.
-func (r *Redactor) Add(secret string) {
-	if len(secret) < 4 { // too short to redact without mangling logs
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, s := range r.secrets {
-		if s == secret {
-			return
-		}
-	}
-	r.secrets = append(r.secrets, secret)
-}
-
-// Levels implements logrus.Hook.
-func (r *Redactor) Levels() []logrus.Level { return logrus.AllLevels }
+// Levels implements logrus.Hook: every level.
+func (hook) Levels() []logrus.Level { return logrus.AllLevels }
 
 // Fire implements logrus.Hook.
-func (r *Redactor) Fire(e *logrus.Entry) error {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if len(r.secrets) == 0 {
-		return nil
-	}
-	e.Message = r.redact(e.Message)
+func (h hook) Fire(e *logrus.Entry) error {
+	e.Message = h.set.Redact(e.Message)
 	for k, v := range e.Data {
 		var s string
 		switch t := v.(type) {
@@ -78,46 +54,14 @@ func (r *Redactor) Fire(e *logrus.Entry) error {
 			s = t.Error()
 		case fmt.Stringer:
 			s = t.String()
+		case []string:
+			s = fmt.Sprint(t)
 		default:
 			continue
 		}
-		if red := r.redact(s); red != s {
+		if red := h.set.Redact(s); red != s {
 			e.Data[k] = red
 		}
 	}
 	return nil
-}
-
-func (r *Redactor) redact(s string) string {
-	for _, secret := range r.secrets {
-		if strings.Contains(s, secret) {
-			s = strings.ReplaceAll(s, secret, "[REDACTED]")
-		}
-	}
-	return s
-}
-
-// Watch wraps a PAT source so that every token it returns is redacted.
-func (r *Redactor) Watch(src azdo.PATSource) azdo.PATSource {
-	return &watchedPAT{src: src, r: r}
-}
-
-type watchedPAT struct {
-	src azdo.PATSource
-	r   *Redactor
-}
-
-func (w *watchedPAT) PAT() (string, error) {
-	pat, err := w.src.PAT()
-	if err == nil {
-		w.r.Add(pat)
-	}
-	return pat, err
-}
-
-// Refresh passes a 401's refresh on to the wrapped source.
-func (w *watchedPAT) Refresh() {
-	if r, ok := w.src.(interface{ Refresh() }); ok {
-		r.Refresh()
-	}
 }
