@@ -2,6 +2,7 @@ package app
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -28,6 +29,12 @@ func TestREADMEDocumentsEveryFlagAndKey(t *testing.T) {
 	for _, key := range trigger.Keys() {
 		if !strings.Contains(readme, "| `"+key+"` |") {
 			t.Errorf("README.md's metadata table lacks %s", key)
+			continue
+		}
+		row := readme[strings.Index(readme, "| `"+key+"` |"):]
+		row = row[:strings.IndexByte(row, '\n')]
+		if limit := fmt.Sprintf("| %d", trigger.Limit(key)); !strings.Contains(row, limit) {
+			t.Errorf("README.md's row for %s does not give its limit (%d bytes): %s", key, trigger.Limit(key), row)
 		}
 	}
 	for _, cmd := range []string{"make run", "make test"} {

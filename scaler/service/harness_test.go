@@ -92,7 +92,7 @@ func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fake
 		o.cfg(cfg)
 	}
 	logs := &syncBuffer{}
-	log, redactor, err := logging.New(logs, "json", "debug")
+	log, secretSet, err := logging.New(logs, "json", "debug")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +101,8 @@ func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fake
 	var sources []pools.Source
 	for i := range cfg.Organizations {
 		org := &cfg.Organizations[i]
-		c, err := azdo.New(azdo.Options{Name: org.Name, URL: org.URL, PAT: redactor.Watch(org.PAT()), Timeout: 300 * time.Millisecond,
-			BaseBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, QPS: 10000, Burst: 10000, Logger: log})
+		c, err := azdo.New(azdo.Options{Name: org.Name, URL: org.URL, PAT: org.PAT(), Timeout: 300 * time.Millisecond,
+			BaseBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, QPS: 10000, Burst: 10000, Logger: log, Secrets: secretSet})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -533,3 +533,69 @@ func TestStreamEndsUnavailableWhenStale(t *testing.T) {
 		t.Fatalf("stream ended with %v, want Unavailable", err)
 	}
 }
+
+// Azure DevOps stops answering: the first Unavailable KEDA gets already
+// names the timeout, whether the pool had good data before or never had.
+func TestHangingAzureDevOpsNamesTheTimeout(t *testing.T) {
+	e, orgs := newEnv(t, envOptions{refresh: 100 * time.Millisecond, stale: 1500 * time.Millisecond}, orgSpec{"contoso", pat})
+	org := orgs["contoso"]
+	pool := org.AddPool("p")
+	org.QueueJob(pool, fakeazdo.Job{})
+	md := map[string]string{"poolName": "p"}
+	e.waitMetric(md, 1)
+	e.fake.InjectFault(fakeazdo.Fault{Endpoint: fakeazdo.JobRequests, Delay: time.Minute})
+	err := e.waitCode(md, codes.Unavailable)
+	if !strings.Contains(err.Error(), "timed out") {
+		t.Errorf("the first Unavailable after good data: %v", err)
+	}
+
+	org.AddPool("never")
+	_, err = e.metric(map[string]string{"poolName": "never"})
+	expectCode(t, err, codes.Unavailable, "pool never", "timed out")
+}
+
+// Oversized metadata is InvalidArgument naming the key and the limit,
+// echoes at most a short prefix, and reaches Azure DevOps not at all.
+func TestMetadataBounds(t *testing.T) {
+	e, orgs := newEnv(t, envOptions{}, orgSpec{"contoso", pat})
+	orgs["contoso"].AddPool("p")
+	huge := strings.Repeat("x", 1<<20)
+	var manyCaps []string
+	for i := range 101 {
+		manyCaps = append(manyCaps, fmt.Sprintf("cap%d", i))
+	}
+	many := map[string]string{"poolName": "p"}
+	for i := range 70 {
+		many[fmt.Sprintf("k%d", i)] = "v"
+	}
+	cases := []struct {
+		md       map[string]string
+		contains []string
+	}{
+		{map[string]string{"poolName": huge}, []string{`"poolName"`, "at most 256"}},
+		{map[string]string{"poolName": "p", "capabilities": huge}, []string{`"capabilities"`, "at most 8192"}},
+		{map[string]string{"poolName": "p", "capabilities": strings.Join(manyCaps, ",")}, []string{`"capabilities"`, "101 entries; at most 100"}},
+		{map[string]string{"poolName": "p", "demands": huge}, []string{`"demands"`, "at most 8192"}},
+		{map[string]string{"poolName": "p", "parent": huge}, []string{`"parent"`, "at most 256"}},
+		{map[string]string{"poolName": "p", "organization": huge}, []string{`"organization"`, "at most 256"}},
+		{map[string]string{"poolName": "p", huge: "v"}, []string{"longer than 128 bytes"}},
+		{many, []string{"at most 64"}},
+	}
+	e.fake.ResetCalls()
+	for _, c := range cases {
+		_, err := e.metric(c.md)
+		expectCode(t, err, codes.InvalidArgument, c.contains...)
+		if len(err.Error()) > 400 {
+			t.Errorf("a %d-byte error for %v...", len(err.Error()), c.contains)
+		}
+	}
+	if n := e.fake.Calls("contoso", fakeazdo.Any); n != 0 {
+		t.Fatalf("%d calls reached Azure DevOps for invalid metadata", n)
+	}
+	// Values quoted in errors are cut.
+	_, err := e.metric(map[string]string{"poolName": "p", "organization": strings.Repeat("o", 200)})
+	expectCode(t, err, codes.InvalidArgument, `"organization"`, "…(200 bytes)")
+	if strings.Contains(err.Error(), strings.Repeat("o", 65)) {
+		t.Errorf("more than 64 bytes of the value echoed: %v", err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 )
 
 // Metadata keys.
@@ -55,6 +56,58 @@ func Keys() []string { return append([]string(nil), keys...) }
 // keysOfKEDA are set by KEDA itself for every external trigger.
 var keysOfKEDA = map[string]bool{"scalerAddress": true, "enableTLS": true, "unsafeSsl": true}
 
+// Bounds on metadata: over one, the trigger is InvalidArgument naming the
+// key and the limit, before anything is sent to Azure DevOps. Azure DevOps
+// publishes no length limit for pool or agent names; 256 characters is far
+// above any in use.
+const (
+	MaxKeys      = 64   // keys in one trigger's metadata
+	MaxKeyLength = 128  // of a key
+	MaxName      = 256  // poolName, organization, parent, agentNamePattern
+	MaxURL       = 2048 // organizationURL, scalerAddress
+	MaxList      = 8192 // capabilities, demands
+	MaxListItems = 100  // entries of capabilities or demands
+	MaxShort     = 32   // numbers and booleans
+	maxEcho      = 64   // of a value quoted in an error
+)
+
+// limits is the longest value of each key, in bytes.
+var limits = map[string]int{
+	KeyPoolName: MaxName, KeyPoolID: MaxShort, KeyOrganization: MaxName, KeyOrganizationURL: MaxURL,
+	KeyOrganizationURL + "FromEnv": MaxURL, KeyTarget: MaxShort, KeyActivation: MaxShort, KeyScaleOnInFlight: MaxShort,
+	KeyCapabilities: MaxList, KeyDemands: MaxList, KeyRequireAll: MaxShort, KeyRequireAllOnly: MaxShort,
+	KeyCaseInsensitive: MaxShort, KeyParent: MaxName, KeyPriority: MaxShort, KeyRouting: MaxShort, KeyAgentPattern: MaxName,
+	KeyJobsToFetch: MaxShort, KeyUnfinishedOnly: MaxShort,
+	"scalerAddress": MaxURL, "enableTLS": MaxShort, "unsafeSsl": MaxShort,
+}
+
+// Limit is the longest value a metadata key accepts, in bytes.
+func Limit(key string) int { return limits[key] }
+
+// show quotes a value for an error message, cut to maxEcho bytes.
+func show(v string) string { return strconv.Quote(secrets.Truncate(v, maxEcho)) }
+
+// checkBounds applies the bounds before any other check.
+func checkBounds(md map[string]string) error {
+	if len(md) > MaxKeys {
+		return bad("", "%d keys; at most %d", len(md), MaxKeys)
+	}
+	for k, v := range md {
+		if len(k) > MaxKeyLength {
+			return bad(k, "key longer than %d bytes", MaxKeyLength)
+		}
+		if limit, ok := limits[k]; ok && len(v) > limit {
+			return bad(k, "%d bytes; at most %d", len(v), limit)
+		}
+	}
+	for _, k := range []string{KeyCapabilities, KeyDemands} {
+		if n := strings.Count(md[k], ",") + 1; md[k] != "" && n > MaxListItems {
+			return bad(k, "%d entries; at most %d", n, MaxListItems)
+		}
+	}
+	return nil
+}
+
 // Error is invalid metadata: the key and what is wrong with it.
 type Error struct {
 	Key     string
@@ -65,7 +118,7 @@ func (e *Error) Error() string {
 	if e.Key == "" {
 		return "trigger metadata: " + e.Problem
 	}
-	return fmt.Sprintf("trigger metadata %q: %s", e.Key, e.Problem)
+	return fmt.Sprintf("trigger metadata %s: %s", show(e.Key), e.Problem)
 }
 
 func bad(key, format string, args ...any) *Error {
@@ -175,6 +228,9 @@ func slug(s string, max int) string {
 
 // Parse validates trigger metadata. Errors are *Error.
 func Parse(md map[string]string, orgs Organizations) (*Spec, error) {
+	if err := checkBounds(md); err != nil {
+		return nil, err
+	}
 	for key := range md {
 		if !known(key) {
 			return nil, unknownKey(key)
@@ -200,7 +256,7 @@ func Parse(md map[string]string, orgs Organizations) (*Spec, error) {
 	default:
 		id, err := strconv.Atoi(strings.TrimSpace(idText))
 		if err != nil || id <= 0 {
-			return nil, bad(KeyPoolID, "must be a positive integer, got %q", idText)
+			return nil, bad(KeyPoolID, "must be a positive integer, got %s", show(idText))
 		}
 		s.PoolID = id
 	}
@@ -233,12 +289,12 @@ func Parse(md map[string]string, orgs Organizations) (*Spec, error) {
 	case RoutingShared:
 		s.Shared = true
 	default:
-		return nil, bad(KeyRouting, "must be %q (default) or %q, got %q", RoutingExclusive, RoutingShared, md[KeyRouting])
+		return nil, bad(KeyRouting, "must be %q (default) or %q, got %s", RoutingExclusive, RoutingShared, show(md[KeyRouting]))
 	}
 	if pattern, ok := md[KeyAgentPattern]; ok {
 		s.AgentPattern = strings.TrimSpace(pattern)
 		if _, err := path.Match(s.AgentPattern, ""); err != nil || s.AgentPattern == "" {
-			return nil, bad(KeyAgentPattern, "must be a glob of agent names, e.g. \"team-a-linux-*\", got %q", pattern)
+			return nil, bad(KeyAgentPattern, "must be a glob of agent names, e.g. \"team-a-linux-*\", got %s", show(pattern))
 		}
 	}
 	return s, nil
@@ -367,7 +423,7 @@ func parseOrganization(md map[string]string, orgs Organizations) (string, error)
 	}
 	if hasName {
 		if _, ok := orgs.URL(name); !ok {
-			return "", bad(KeyOrganization, "%q is not a configured organization (configured: %s)", name, strings.Join(names, ", "))
+			return "", bad(KeyOrganization, "%s is not a configured organization (configured: %s)", show(name), strings.Join(names, ", "))
 		}
 	}
 	if hasURL {
@@ -380,10 +436,10 @@ func parseOrganization(md map[string]string, orgs Organizations) (string, error)
 		}
 		if match == "" {
 			// The scaler never sends a configured PAT to another URL.
-			return "", bad(urlKey, "%q is not the URL of a configured organization", orgURL)
+			return "", bad(urlKey, "%s is not the URL of a configured organization", show(orgURL))
 		}
 		if hasName && match != name {
-			return "", bad(urlKey, "%q is the URL of organization %q, not of %q", orgURL, match, name)
+			return "", bad(urlKey, "%s is the URL of organization %q, not of %s", show(orgURL), match, show(name))
 		}
 		return match, nil
 	}
@@ -403,7 +459,7 @@ func parseInt(md map[string]string, key string, def, minimum int64) (int64, erro
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	if err != nil || n < minimum {
-		return 0, bad(key, "must be an integer >= %d, got %q", minimum, v)
+		return 0, bad(key, "must be an integer >= %d, got %s", minimum, show(v))
 	}
 	return n, nil
 }
@@ -415,7 +471,7 @@ func parseIntRange(md map[string]string, key string, def, lo, hi int64) (int64, 
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 	if err != nil || n < lo || n > hi {
-		return 0, bad(key, "must be an integer from %d to %d, got %q", lo, hi, v)
+		return 0, bad(key, "must be an integer from %d to %d, got %s", lo, hi, show(v))
 	}
 	return n, nil
 }
@@ -427,7 +483,7 @@ func parseBool(md map[string]string, key string, def bool) (bool, error) {
 	}
 	b, err := strconv.ParseBool(strings.TrimSpace(v))
 	if err != nil {
-		return false, bad(key, "must be true or false, got %q", v)
+		return false, bad(key, "must be true or false, got %s", show(v))
 	}
 	return b, nil
 }
