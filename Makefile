@@ -32,6 +32,7 @@ unit: ## unit and component tests, with the race detector
 fuzz: ## each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDemandEvaluation$$' -fuzztime $(FUZZTIME) ./scaler/demands
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./scaler/trigger
+	$(GO) test -run '^$$' -fuzz '^FuzzGetMetrics$$' -fuzztime $(FUZZTIME) ./scaler/service
 
 ship: ## what we ship: charts (Helm SDK), deploy/ drift, Dockerfiles, start.sh (needs bash, curl, shellcheck)
 	shellcheck deploy/agent/start.sh .ci/run

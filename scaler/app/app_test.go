@@ -98,7 +98,7 @@ func TestScalerEndToEndOverLoopback(t *testing.T) {
 	if err := os.WriteFile(patFile, []byte(testPAT), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	inst, logs := start(t, "--org-url", fake.OrgURL("contoso"), "--pat-file", patFile, "--refresh-interval", "1s", "--stale-after", "5s",
+	inst, logs := start(t, "--org-url", fake.OrgURL("contoso"), "--pat-file", patFile, "--refresh-interval", "1s", "--stale-after", "5s", "--azdo-timeout", "2s",
 		"--routing-warmup", "0s")
 
 	conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -283,7 +283,7 @@ func TestSweeperInTheScaler(t *testing.T) {
 	org.AddAgent(pool, fakeazdo.Agent{Name: "someones-vm", StatusChangedOn: old})
 
 	for _, dryRun := range []bool{true, false} {
-		args := []string{"--org-url", fake.OrgURL("contoso"), "--refresh-interval", "1s", "--stale-after", "5s",
+		args := []string{"--org-url", fake.OrgURL("contoso"), "--refresh-interval", "1s", "--stale-after", "5s", "--azdo-timeout", "2s",
 			"--sweep-interval", "300ms", "--sweep-agent-pattern", "linux-agents-*"}
 		if dryRun {
 			args = append(args, "--sweep-dry-run")

@@ -94,7 +94,7 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.DurationVar(&f.StaleAfter, "stale-after", 2*time.Minute, "while Azure DevOps fails, keep answering from data at most this old; then answer Unavailable")
 	fs.DurationVar(&f.PollerIdle, "poller-idle-timeout", 10*time.Minute, "stop polling a pool no trigger asked for in this long")
 	fs.DurationVar(&f.AzdoTimeout, "azdo-timeout", 10*time.Second, "timeout of one Azure DevOps request")
-	fs.Float64Var(&f.AzdoQPS, "azdo-qps", 10, "most Azure DevOps requests per second, per organization")
+	fs.Float64Var(&f.AzdoQPS, "azdo-qps", 0, "most Azure DevOps requests per second, per organization; 0: twice what the pools in use need, at least 10")
 	fs.DurationVar(&f.RoutingWarmup, "routing-warmup", 30*time.Second, "after the first call, count waiting jobs for no trigger this long, while every ScaledJob asks once (set to your longest pollingInterval)")
 	fs.IntVar(&f.TriggerForgetPolls, "trigger-forget-polls", 3, "forget a trigger (a deleted ScaledJob) after this many of its polling intervals without a call")
 	fs.DurationVar(&f.TriggerForgetMin, "trigger-forget-min", 30*time.Second, "never forget a trigger sooner than this")
@@ -160,6 +160,12 @@ func (f *Flags) validate() error {
 	}
 	if f.StaleAfter < f.RefreshInterval {
 		errs = append(errs, errors.New("--stale-after must be at least --refresh-interval"))
+	}
+	if f.AzdoQPS < 0 {
+		errs = append(errs, errors.New("--azdo-qps must not be negative (0: automatic)"))
+	}
+	if f.AzdoTimeout <= 0 || f.AzdoTimeout >= f.StaleAfter {
+		errs = append(errs, errors.New("--azdo-timeout must be positive and shorter than --stale-after, so that a failure's cause is known before the data is stale"))
 	}
 	if f.RoutingWarmup < 0 {
 		errs = append(errs, errors.New("--routing-warmup must not be negative"))

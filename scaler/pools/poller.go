@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 )
 
 // Poller refreshes one pool's snapshot every RefreshInterval.
@@ -28,12 +30,17 @@ type Poller struct {
 	ready    chan struct{} // closed at the first result, good or bad
 	changed  chan struct{} // closed and replaced at every update
 	stopped  bool
+	started  time.Time // when the poller started
+	inFlight time.Time // start of the refresh under way; zero when none
+	// attemptErr is the latest failed attempt of the refresh under way,
+	// known before the refresh's retries end.
+	attemptErr error
 }
 
 var errNoDataYet = errors.New("the first snapshot is not there yet")
 
 func newPoller(r *Registry, src Source, k Key, name string) *Poller {
-	return &Poller{registry: r, src: src, key: k, name: name,
+	return &Poller{registry: r, src: src, key: k, name: name, started: time.Now(),
 		log:   r.log.WithFields(logrus.Fields{"organization": k.Organization, "pool": name, "poolID": k.PoolID}),
 		ready: make(chan struct{}), changed: make(chan struct{})}
 }
@@ -68,15 +75,24 @@ func (p *Poller) stop() {
 
 func (p *Poller) refresh() {
 	o := p.registry.opts
-	// A refresh may retry within the client, but never past the next
-	// interval's worth of waiting plus the client's own timeouts.
-	ctx, cancel := context.WithTimeout(p.registry.ctx, max(o.RefreshInterval, 30*time.Second))
+	// A refresh's retries stay within half of --stale-after (and 30s), so
+	// that a failing refresh ends, with its cause, before the data is stale.
+	ctx, cancel := context.WithTimeout(p.registry.ctx, min(max(o.RefreshInterval, 30*time.Second), o.StaleAfter/2))
 	defer cancel()
+	ctx = azdo.WithAttemptErrors(ctx, func(err error) {
+		p.mu.Lock()
+		p.attemptErr = err
+		p.mu.Unlock()
+	})
+	p.mu.Lock()
+	p.inFlight, p.attemptErr = time.Now(), nil
+	p.mu.Unlock()
 	requests, err := p.src.UnfinishedJobRequests(ctx, p.key.PoolID)
 	now := time.Now()
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.inFlight, p.attemptErr = time.Time{}, nil
 	if err != nil {
 		if p.lastErr == nil {
 			p.errSince = now
@@ -111,12 +127,16 @@ func (p *Poller) notifyLocked() {
 // Snapshot returns the latest snapshot if it is fresh enough, waiting for
 // the first one within ctx. While Azure DevOps fails, the last good
 // snapshot is served until it is older than StaleAfter; after that the
-// error wraps ErrUnavailable and says why: never a made-up zero.
+// error wraps ErrUnavailable and says why: never a made-up zero, and never
+// an error without its most recent cause.
 func (p *Poller) Snapshot(ctx context.Context) (*Snapshot, error) {
 	select {
 	case <-p.ready:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: waiting for the first answer about pool %s of %s: %v", ErrUnavailable, p.name, p.key.Organization, ctx.Err())
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return nil, fmt.Errorf("%w: the first refresh of pool %s of %s is still in flight after %s%s",
+			ErrUnavailable, p.name, p.key.Organization, time.Since(p.started).Round(time.Second), p.causeLocked(time.Now()))
 	}
 	return p.fresh()
 }
@@ -129,16 +149,29 @@ func (p *Poller) fresh() (*Snapshot, error) {
 	switch {
 	case p.snap != nil && p.snap.Age(now) <= stale:
 		return p.snap, nil
-	case p.lastErr != nil && p.snap != nil:
-		return nil, fmt.Errorf("%w: the last good data about pool %s of %s is %s old (limit %s): %v",
-			ErrUnavailable, p.name, p.key.Organization, p.snap.Age(now).Round(time.Second), stale, p.lastErr)
-	case p.lastErr != nil:
-		return nil, fmt.Errorf("%w: pool %s of %s: %v", ErrUnavailable, p.name, p.key.Organization, p.lastErr)
 	case p.snap != nil:
-		return nil, fmt.Errorf("%w: the data about pool %s of %s is %s old (limit %s)",
-			ErrUnavailable, p.name, p.key.Organization, p.snap.Age(now).Round(time.Second), stale)
+		return nil, fmt.Errorf("%w: the last good data about pool %s of %s is %s old (limit %s)%s",
+			ErrUnavailable, p.name, p.key.Organization, p.snap.Age(now).Round(time.Second), stale, p.causeLocked(now))
+	case p.lastErr != nil:
+		return nil, fmt.Errorf("%w: pool %s of %s%s", ErrUnavailable, p.name, p.key.Organization, p.causeLocked(now))
 	}
 	return nil, errNoDataYet
+}
+
+// causeLocked is the most recent cause of the missing data, as ": ..."
+// text: the failed attempt of the refresh under way, else the last failed
+// refresh, else how long the refresh under way has waited for an answer.
+func (p *Poller) causeLocked(now time.Time) string {
+	switch {
+	case p.attemptErr != nil:
+		return fmt.Sprintf(": %v (retrying)", p.attemptErr)
+	case p.lastErr != nil:
+		return fmt.Sprintf(": %v", p.lastErr)
+	case !p.inFlight.IsZero():
+		return fmt.Sprintf(": a refresh has waited %s for Azure DevOps' answer (--azdo-timeout %s per attempt)",
+			now.Sub(p.inFlight).Round(time.Second), p.registry.opts.AttemptTimeout)
+	}
+	return ""
 }
 
 // Changed returns a channel closed at the next update of the poller.

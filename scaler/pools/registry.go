@@ -42,6 +42,7 @@ type Options struct {
 	IdleAfter       time.Duration // a poller nobody asked for this long stops; default 10m
 	ResolveTTL      time.Duration // pool lookups are refreshed after this; default 10m
 	NotFoundTTL     time.Duration // an unknown pool is looked up again after this; default 1m
+	AttemptTimeout  time.Duration // the client's timeout per attempt, for messages
 	Observer        Observer
 	Logger          logrus.FieldLogger
 }
@@ -200,10 +201,27 @@ func (r *Registry) Poller(org string, pool azdo.Pool) (*Poller, error) {
 	if !ok {
 		p = newPoller(r, src, k, pool.Name)
 		r.pollers[k] = p
+		r.tellPollRateLocked(org)
 		go p.run()
 	}
 	p.lastUsed = time.Now()
 	return p, nil
+}
+
+// tellPollRateLocked tells an organization's client how many requests per
+// second its pollers need, for an automatic rate limit.
+func (r *Registry) tellPollRateLocked(org string) {
+	s, ok := r.sources[org].(interface{ SetPollRate(float64) })
+	if !ok {
+		return
+	}
+	n := 0
+	for k := range r.pollers {
+		if k.Organization == org {
+			n++
+		}
+	}
+	s.SetPollRate(float64(n) / r.opts.RefreshInterval.Seconds())
 }
 
 // InUse lists the pools whose pollers are running.
@@ -243,6 +261,7 @@ func (r *Registry) stopIfIdle(p *Poller) bool {
 		return false
 	}
 	delete(r.pollers, p.key)
+	r.tellPollRateLocked(p.key.Organization)
 	r.opts.Observer.ForgetPool(p.key.Organization, strconv.Itoa(p.key.PoolID))
 	return true
 }

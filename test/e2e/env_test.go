@@ -195,7 +195,7 @@ func StartScaler(name, logDir string, extraArgs ...string) (*Scaler, error) {
 	s.args = append([]string{
 		"--config", filepath.Join(dir, "config.yaml"),
 		"--grpc-addr", s.Addr, "--http-addr", s.HTTPAddr,
-		"--refresh-interval", refresh.String(), "--stale-after", staleAfter.String(),
+		"--refresh-interval", refresh.String(), "--stale-after", staleAfter.String(), "--azdo-timeout", "2s",
 		"--routing-warmup", warmup.String(), "--trigger-forget-min", "10s",
 		"--sweep-interval", "0", "--log-format", "json",
 	}, extraArgs...)
