@@ -180,6 +180,7 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, secretS
 		}
 	}()
 
+	startKeeper(ctx, flags, inst, m, log)
 	if err := startSweeper(ctx, flags, inst, m, log); err != nil {
 		inst.grpcServer.Stop()
 		_ = inst.httpServer.Close()

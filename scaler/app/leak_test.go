@@ -61,7 +61,7 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	}
 	defer conn.Close()
 	client := pb.NewExternalScalerClient(conn)
-	ref := &pb.ScaledObjectRef{Name: "linux", Namespace: "ns", ScalerMetadata: map[string]string{"poolName": "linux"}}
+	ref := &pb.ScaledObjectRef{Name: "linux", Namespace: "ns", ScalerMetadata: map[string]string{"poolName": "linux", "capabilities": "Agent.OS=Linux"}}
 	if _, err := client.GetMetrics(context.Background(), &pb.GetMetricsRequest{ScaledObjectRef: ref}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +93,10 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 			outputs = append(outputs, msg)
 			_, ready := get(t, "http://"+inst.HTTPAddr+"/readyz")
 			outputs = append(outputs, ready)
+			// A new template makes the placeholder keeper list the pool's agents (another error path).
+			_, _ = client.GetMetrics(context.Background(), &pb.GetMetricsRequest{ScaledObjectRef: &pb.ScaledObjectRef{
+				Name: fmt.Sprintf("tpl-%d-%s", code, kind), Namespace: "ns",
+				ScalerMetadata: map[string]string{"poolName": "linux", "capabilities": "Agent.OS=Linux,tool-" + kind}}})
 			// A fresh trigger makes the scaler look the pool up again (another error path).
 			_, err := client.IsActive(context.Background(), &pb.ScaledObjectRef{Name: "x", Namespace: "ns",
 				ScalerMetadata: map[string]string{"poolName": fmt.Sprintf("other-%d-%s", code, kind)}})
@@ -110,7 +114,8 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 			t.Errorf("the PAT (%s) appears in the scaler's output", name)
 		}
 	}
-	for _, want := range []string{"[REDACTED]", `"component":"sweeper"`, "listing agents failed", `"level":"debug"`} {
+	for _, want := range []string{"[REDACTED]", `"component":"sweeper"`, "listing the agent pools failed", `"component":"placeholders"`,
+		"listing agents for the placeholders failed", `"level":"debug"`} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("the logs lack %q: the test did not exercise that path", want)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -13,10 +14,29 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/metrics"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/placeholders"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/sweeper"
 )
+
+// startKeeper keeps the placeholder agents of the pools this replica knows
+// triggers of (every replica does: only the one KEDA talks to knows any).
+func startKeeper(ctx context.Context, flags *config.Flags, inst *Instance, m *metrics.Metrics, log *logrus.Logger) {
+	if !flags.Placeholders {
+		log.Info("placeholder agents off (--placeholders=false): jobs fail at once in a pool without an agent that satisfies them")
+		return
+	}
+	sources := map[string]placeholders.Source{}
+	for name, c := range inst.Clients {
+		sources[name] = c
+	}
+	k := placeholders.New(placeholders.Options{Sources: sources, Router: inst.Router, Prefix: flags.PlaceholderPrefix,
+		AgentVersion: flags.PlaceholderAgentVersion, Grace: flags.PlaceholderGrace, DryRun: flags.PlaceholderDryRun,
+		Observer: m, Logger: log})
+	go k.Run(ctx, 30*time.Second)
+}
 
 // startSweeper runs the sweeper in the background, behind a Lease when
 // --leader-elect is set.
@@ -30,10 +50,11 @@ func startSweeper(ctx context.Context, flags *config.Flags, inst *Instance, m *m
 		sources[name] = c
 	}
 	base := sweeper.Options{
-		Rules: sweeper.Rules{OfflineFor: flags.SweepOfflineFor, Pattern: flags.SweepAgentPattern, Protect: flags.SweepProtect,
-			MaxDeletions: flags.SweepMaxDeletions},
+		Rules: sweeper.Rules{OfflineFor: flags.SweepOfflineFor, FinishedFor: flags.SweepFinishedFor, Pattern: flags.SweepAgentPattern,
+			Protect: flags.SweepProtect, MaxDeletions: flags.SweepMaxDeletions},
 		DryRun: flags.SweepDryRun, Sources: sources, Parents: inst.parents, Observer: m, Logger: log,
-		Pools: func(ctx context.Context) []sweeper.Pool { return poolsToSweep(ctx, inst, log) },
+		IsPlaceholder: placeholders.Recognize(flags.PlaceholderPrefix),
+		Pools:         func(ctx context.Context) []sweeper.Pool { return poolsToSweep(ctx, inst, flags.SweepPools, log) },
 	}
 	if flags.SweepAgentPattern == "*" && !flags.SweepDryRun {
 		log.Warn("--sweep-agent-pattern is \"*\": every offline agent of the swept pools may be removed; set it to your agent pods' names")
@@ -47,9 +68,9 @@ func startSweeper(ctx context.Context, flags *config.Flags, inst *Instance, m *m
 		return err
 	}
 	go func() {
-		err := sweeper.RunElected(ctx, election, func(ctx context.Context, isLeader func() bool) {
+		err := sweeper.RunElected(ctx, election, func(ctx context.Context, l sweeper.Leadership) {
 			o := base
-			o.Leading = isLeader
+			o.Leading, o.DeleteBy = l.Valid, l.Until
 			sweeper.New(o).Run(ctx, flags.SweepInterval)
 		})
 		if err != nil {
@@ -59,32 +80,52 @@ func startSweeper(ctx context.Context, flags *config.Flags, inst *Instance, m *m
 	return nil
 }
 
-// poolsToSweep is every pool a trigger uses, and every pool the config
-// lists.
-func poolsToSweep(ctx context.Context, inst *Instance, log logrus.FieldLogger) []sweeper.Pool {
+// poolsToSweep are the organization's self-hosted pools whose names match
+// --sweep-pools, listed from Azure DevOps at every sweep, and the pools the
+// config lists: the same on every replica, whichever KEDA talks to. An
+// organization whose pools cannot be listed is swept for its configured
+// pools only.
+func poolsToSweep(ctx context.Context, inst *Instance, globs []string, log logrus.FieldLogger) []sweeper.Pool {
 	seen := map[[2]string]bool{}
 	var out []sweeper.Pool
-	add := func(org string, id int, name string) {
-		k := [2]string{org, fmt.Sprint(id)}
+	add := func(org string, p azdo.Pool) {
+		k := [2]string{org, fmt.Sprint(p.ID)}
 		if !seen[k] {
 			seen[k] = true
-			out = append(out, sweeper.Pool{Organization: org, ID: id, Name: name})
+			out = append(out, sweeper.Pool{Organization: org, ID: p.ID, Name: p.Name})
 		}
 	}
-	for _, k := range inst.Registry.InUse() {
-		add(k.Organization, k.PoolID, fmt.Sprint(k.PoolID))
-	}
 	for _, o := range inst.Config.Organizations {
+		listed, err := inst.Clients[o.Name].SelfHostedPools(ctx)
+		if err != nil {
+			log.WithError(err).WithFields(logrus.Fields{"component": "sweeper", "organization": o.Name}).
+				Warn("listing the agent pools failed; sweeping only the pools the config lists")
+		}
+		for _, p := range listed {
+			if matchesAny(globs, p.Name) {
+				add(o.Name, p)
+			}
+		}
 		for _, p := range o.Pools {
 			pool, err := inst.Registry.Resolve(ctx, o.Name, p.Name, p.ID)
 			if err != nil {
-				log.WithError(err).WithField("organization", o.Name).Warn("sweeper: cannot look up a pool listed in the config; skipping it")
+				log.WithError(err).WithFields(logrus.Fields{"component": "sweeper", "organization": o.Name}).
+					Warn("cannot look up a pool listed in the config; skipping it")
 				continue
 			}
-			add(o.Name, pool.ID, pool.Name)
+			add(o.Name, pool)
 		}
 	}
 	return out
+}
+
+func matchesAny(globs []string, name string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func electionConfig(flags *config.Flags, log logrus.FieldLogger) (sweeper.Election, error) {

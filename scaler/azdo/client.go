@@ -272,18 +272,60 @@ func (c *Client) UnfinishedJobRequests(ctx context.Context, poolID int) ([]taska
 	return out, err
 }
 
-// Agents lists a pool's agents with their assigned requests.
+// Agents lists a pool's agents with their capabilities, assigned request
+// and last completed request.
 func (c *Client) Agents(ctx context.Context, poolID int) ([]taskagent.TaskAgent, error) {
 	var agents *[]taskagent.TaskAgent
 	yes := true
 	err := c.do(ctx, fmt.Sprintf("list agents of pool %d", poolID), func(ctx context.Context, sdk *taskagent.ClientImpl) (err error) {
-		agents, err = sdk.GetAgents(ctx, taskagent.GetAgentsArgs{PoolId: &poolID, IncludeAssignedRequest: &yes})
+		agents, err = sdk.GetAgents(ctx, taskagent.GetAgentsArgs{PoolId: &poolID, IncludeCapabilities: &yes,
+			IncludeAssignedRequest: &yes, IncludeLastCompletedRequest: &yes})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return *agents, nil
+}
+
+// SelfHostedPools lists the organization's self-hosted agent pools
+// (automation pools, not Microsoft-hosted ones).
+func (c *Client) SelfHostedPools(ctx context.Context) ([]Pool, error) {
+	var pools *[]taskagent.TaskAgentPool
+	automation := taskagent.TaskAgentPoolTypeValues.Automation
+	err := c.do(ctx, "list agent pools", func(ctx context.Context, sdk *taskagent.ClientImpl) (err error) {
+		pools, err = sdk.GetAgentPools(ctx, taskagent.GetAgentPoolsArgs{PoolType: &automation})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Pool
+	for _, p := range *pools {
+		if p.Id == nil || p.Name == nil {
+			return nil, &Error{Op: "list agent pools", Err: errors.New("a pool in the answer has no id or name"), Retryable: true}
+		}
+		if p.IsHosted != nil && *p.IsHosted {
+			continue
+		}
+		out = append(out, Pool{ID: *p.Id, Name: *p.Name})
+	}
+	return out, nil
+}
+
+// AddAgent registers an agent in a pool, as config.sh does. It is not
+// retried within the call: a registration that may have reached Azure
+// DevOps is looked for again by the caller's next round.
+func (c *Client) AddAgent(ctx context.Context, poolID int, agent taskagent.TaskAgent) (taskagent.TaskAgent, error) {
+	var added *taskagent.TaskAgent
+	err := c.doAttempts(ctx, fmt.Sprintf("register agent in pool %d", poolID), 1, func(ctx context.Context, sdk *taskagent.ClientImpl) (err error) {
+		added, err = sdk.AddAgent(ctx, taskagent.AddAgentArgs{PoolId: &poolID, Agent: &agent})
+		return err
+	})
+	if err != nil {
+		return taskagent.TaskAgent{}, err
+	}
+	return *added, nil
 }
 
 // DeleteAgent removes an agent from a pool. It is never retried within the

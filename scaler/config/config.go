@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 
@@ -44,6 +45,8 @@ type Flags struct {
 
 	SweepInterval       time.Duration
 	SweepOfflineFor     time.Duration
+	SweepFinishedFor    time.Duration
+	SweepPools          stringList
 	SweepAgentPattern   string
 	SweepProtect        stringList
 	SweepMaxDeletions   int
@@ -53,6 +56,12 @@ type Flags struct {
 	LeaderElectNS       string
 	LeaderElectLease    string
 	LeaderElectIdentity string
+
+	Placeholders            bool
+	PlaceholderDryRun       bool
+	PlaceholderPrefix       string
+	PlaceholderGrace        time.Duration
+	PlaceholderAgentVersion string
 
 	LogFormat string
 	LogLevel  string
@@ -99,9 +108,11 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.IntVar(&f.TriggerForgetPolls, "trigger-forget-polls", 3, "forget a trigger (a deleted ScaledJob) after this many of its polling intervals without a call")
 	fs.DurationVar(&f.TriggerForgetMin, "trigger-forget-min", 30*time.Second, "never forget a trigger sooner than this")
 	fs.DurationVar(&f.TriggerForgetMax, "trigger-forget-max", 2*time.Minute, "always forget a silent trigger after this")
-	fs.DurationVar(&f.SweepInterval, "sweep-interval", 5*time.Minute, "how often stale offline agents are removed; 0 disables the sweeper")
+	fs.DurationVar(&f.SweepInterval, "sweep-interval", 30*time.Second, "how often stale offline agents are removed; 0 disables the sweeper")
 	fs.DurationVar(&f.SweepOfflineFor, "sweep-offline-for", 15*time.Minute, "remove an agent only after it has been offline this long")
-	fs.StringVar(&f.SweepAgentPattern, "sweep-agent-pattern", "*", "glob of the agent names the sweeper may remove; the default \"*\" means EVERY offline agent of the swept pools")
+	fs.DurationVar(&f.SweepFinishedFor, "sweep-finished-for", 30*time.Second, "remove an agent that completed a job (a single-run pod's) after it has been offline this long")
+	fs.Var(&f.SweepPools, "sweep-pools", "globs of the self-hosted pools to sweep, listed from Azure DevOps (repeat or comma-separate; default *)")
+	fs.StringVar(&f.SweepAgentPattern, "sweep-agent-pattern", "*-?????-?????", "glob of the agent names the sweeper may remove; the default matches KEDA's pod names, <scaledjob>-<5>-<5>")
 	fs.Var(&f.SweepProtect, "sweep-protect", "glob of agent names never removed (repeat or comma-separate)")
 	fs.IntVar(&f.SweepMaxDeletions, "sweep-max-deletions", 50, "most agents removed per pool per sweep")
 	fs.BoolVar(&f.SweepDryRun, "sweep-dry-run", false, "log what the sweeper would remove, remove nothing")
@@ -110,6 +121,11 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.StringVar(&f.LeaderElectNS, "leader-elect-namespace", "", "namespace of the Lease (default: the pod's namespace)")
 	fs.StringVar(&f.LeaderElectLease, "leader-elect-lease", "azdo-keda-scaler-sweeper", "name of the Lease")
 	fs.StringVar(&f.LeaderElectIdentity, "leader-elect-identity", "", "identity in the Lease (default: the host name)")
+	fs.BoolVar(&f.Placeholders, "placeholders", true, "keep an offline placeholder agent registered for every pool and agent template in use, so that jobs queue while the pool is at zero")
+	fs.BoolVar(&f.PlaceholderDryRun, "placeholder-dry-run", false, "log which placeholders would be registered or removed, change nothing")
+	fs.StringVar(&f.PlaceholderPrefix, "placeholder-prefix", "keda", "placeholder agents are named <prefix>-placeholder-<hash>")
+	fs.DurationVar(&f.PlaceholderGrace, "placeholder-grace", time.Hour, "remove a placeholder no trigger has needed for this long")
+	fs.StringVar(&f.PlaceholderAgentVersion, "placeholder-agent-version", "4.261.0", "the Agent.Version placeholders report (that of your agent image), unless a template lists one")
 	fs.StringVar(&f.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&f.Demo, "demo", false, "run against an embedded simulated organization (no Azure account needed)")
@@ -145,6 +161,9 @@ func Parse(name string, args []string, getenv func(string) string, stderr io.Wri
 		return nil, envErr
 	}
 	f.PAT = getenv("AZDO_PAT")
+	if len(f.SweepPools) == 0 {
+		f.SweepPools = stringList{"*"}
+	}
 	return f, f.validate()
 }
 
@@ -176,6 +195,12 @@ func (f *Flags) validate() error {
 	if f.SweepInterval < 0 || f.SweepOfflineFor < 0 || f.SweepMaxDeletions < 0 {
 		errs = append(errs, errors.New("--sweep-interval, --sweep-offline-for and --sweep-max-deletions must not be negative"))
 	}
+	if f.SweepFinishedFor < 0 || f.PlaceholderGrace <= 0 {
+		errs = append(errs, errors.New("--sweep-finished-for must not be negative and --placeholder-grace must be positive"))
+	}
+	if !placeholderPrefix.MatchString(f.PlaceholderPrefix) {
+		errs = append(errs, fmt.Errorf("--placeholder-prefix %q: 1 to 30 lower-case letters, digits and dashes", f.PlaceholderPrefix))
+	}
 	if _, err := path.Match(f.SweepAgentPattern, ""); err != nil || f.SweepAgentPattern == "" {
 		errs = append(errs, fmt.Errorf("--sweep-agent-pattern %q is not a glob", f.SweepAgentPattern))
 	}
@@ -200,6 +225,8 @@ func (f *Flags) validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+var placeholderPrefix = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,29}$`)
 
 // File is the YAML configuration file.
 type File struct {

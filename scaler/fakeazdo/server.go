@@ -8,6 +8,7 @@
 //   - GET _apis/distributedtask/pools[?poolName=&poolType=] and pools/{poolId};
 //   - GET _apis/distributedtask/pools/{poolId}/jobrequests[?completedRequestCount=&$top=&agentId=];
 //   - GET _apis/distributedtask/pools/{poolId}/agents[?agentName=&includeCapabilities=&includeAssignedRequest=&includeLastCompletedRequest=];
+//   - POST _apis/distributedtask/pools/{poolId}/agents (registration, as config.sh does);
 //   - DELETE _apis/distributedtask/pools/{poolId}/agents/{agentId}.
 //
 // Bodies are the SDK's own model types, so field names are the SDK's. Paths
@@ -49,6 +50,7 @@ const (
 	JobRequests   Endpoint = "jobrequests"
 	Agents        Endpoint = "agents"
 	DeleteAgent   Endpoint = "deleteagent"
+	AddAgent      Endpoint = "addagent"
 )
 
 // Well-known ids of Azure DevOps' REST resources.
@@ -249,6 +251,7 @@ type Org struct {
 	nextAgent   int
 	nextRequest uint64
 	rateLimit   *rateLimit
+	rejected    int
 }
 
 type pool struct {
@@ -303,10 +306,7 @@ func (o *Org) QueueJob(poolID int, job Job) uint64 {
 	if job.Plan == "" {
 		job.Plan = "Build"
 	}
-	ds := make([]interface{}, len(job.Demands))
-	for i, d := range job.Demands {
-		ds[i] = d
-	}
+	ds := *demandsOf(job.Demands)
 	now := nowTime()
 	definitionID := int(id % 97)
 	p.requests = append(p.requests, &taskagent.TaskAgentJobRequest{
@@ -396,7 +396,16 @@ type Agent struct {
 func (o *Org) AddAgent(poolID int, spec Agent) int {
 	o.server.mu.Lock()
 	defer o.server.mu.Unlock()
-	p := o.mustPool(poolID)
+	// Every agent reports these system capabilities itself.
+	caps := map[string]string{"Agent.Name": spec.Name, "Agent.Version": agentVersion}
+	for k, v := range spec.Capabilities {
+		caps[k] = v
+	}
+	return *o.addAgentLocked(o.mustPool(poolID), spec, caps, map[string]string{}, nil).Id
+}
+
+// addAgentLocked registers an agent; the server's lock is held.
+func (o *Org) addAgentLocked(p *pool, spec Agent, system, user map[string]string, auth *taskagent.TaskAgentAuthorization) *taskagent.TaskAgent {
 	id := o.nextAgent
 	o.nextAgent++
 	status := taskagent.TaskAgentStatusValues.Offline
@@ -411,20 +420,19 @@ func (o *Org) AddAgent(poolID int, spec Agent) int {
 	if created.IsZero() {
 		created = time.Now().UTC()
 	}
-	// Every agent reports these system capabilities itself.
-	caps := map[string]string{"Agent.Name": spec.Name, "Agent.Version": agentVersion}
-	for k, v := range spec.Capabilities {
-		caps[k] = v
+	version := system["Agent.Version"]
+	if version == "" {
+		version = agentVersion
 	}
 	a := &taskagent.TaskAgent{
-		Id: &id, Name: ptr(spec.Name), Status: &status, Enabled: &enabled, Version: ptr(caps["Agent.Version"]),
+		Id: &id, Name: ptr(spec.Name), Status: &status, Enabled: &enabled, Version: ptr(version),
 		OsDescription: ptr("Linux 6.1.0 #1 SMP"), ProvisioningState: ptr("Provisioned"), AccessPoint: ptr("CodexAccessMapping"),
 		CreatedOn: &azuredevops.Time{Time: created}, StatusChangedOn: &azuredevops.Time{Time: spec.StatusChangedOn},
-		MaxParallelism: ptr(1), SystemCapabilities: &caps, UserCapabilities: &map[string]string{},
+		MaxParallelism: ptr(1), SystemCapabilities: &system, UserCapabilities: &user, Authorization: auth,
 	}
 	p.agents = append(p.agents, a)
 	p.info.Size = ptr(len(p.agents))
-	return id
+	return a
 }
 
 // SetAgentStatus changes an agent's status and its status-change time.
@@ -662,6 +670,8 @@ func route(method string, p []string) (ep Endpoint, poolID, itemID int, ok bool)
 		return JobRequests, id, 0, true
 	case method == http.MethodGet && len(p) == 4 && p[3] == "agents":
 		return Agents, id, 0, true
+	case method == http.MethodPost && len(p) == 4 && p[3] == "agents":
+		return AddAgent, id, 0, true
 	case method == http.MethodDelete && len(p) == 5 && p[3] == "agents":
 		agent, agentOK := atoi(p[4])
 		return DeleteAgent, id, agent, agentOK
@@ -715,7 +725,8 @@ func checkAPIVersion(ep Endpoint, r *http.Request) (string, bool) {
 }
 
 func locationFor(ep Endpoint) location {
-	name := map[Endpoint]string{ResourceAreas: "ResourceAreas", Pools: "pools", Pool: "pools", Agents: "agents", DeleteAgent: "agents", JobRequests: "jobrequests"}[ep]
+	name := map[Endpoint]string{ResourceAreas: "ResourceAreas", Pools: "pools", Pool: "pools", Agents: "agents", DeleteAgent: "agents",
+		AddAgent: "agents", JobRequests: "jobrequests"}[ep]
 	for _, l := range locations {
 		if l.resource == name {
 			return l
@@ -769,6 +780,8 @@ func (s *Server) answer(o *Org, ep Endpoint, poolID, itemID int, r *http.Request
 		return collection(p.jobRequests(q))
 	case Agents:
 		return collection(p.agentList(q))
+	case AddAgent:
+		return o.addAgentFromBody(p, r)
 	case DeleteAgent:
 		for i, a := range p.agents {
 			if *a.Id != itemID {

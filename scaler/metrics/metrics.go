@@ -18,11 +18,14 @@ type Metrics struct {
 	azdoRequests   *prometheus.CounterVec
 	azdoLatency    *prometheus.HistogramVec
 	rateRemaining  *prometheus.GaugeVec
+	throttled      *prometheus.CounterVec
+	throttleWait   *prometheus.CounterVec
 	queuedJobs     *prometheus.GaugeVec
 	unroutable     *prometheus.GaugeVec
 	sweepDeleted   *prometheus.CounterVec
 	sweepKept      *prometheus.CounterVec
 	sweepErrors    *prometheus.CounterVec
+	placeholders   *prometheus.CounterVec
 	snapshotAgeDsc *prometheus.Desc
 
 	mu        sync.Mutex
@@ -41,6 +44,10 @@ func New(reg prometheus.Registerer) *Metrics {
 			[]string{"organization", "endpoint"}),
 		rateRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "azdo_ratelimit_remaining",
 			Help: "Last X-RateLimit-Remaining Azure DevOps sent (TSTUs left in its window)."}, []string{"organization"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "azdo_throttled_requests_total",
+			Help: "Requests to Azure DevOps the scaler's own rate limit (--azdo-qps) held back."}, []string{"organization"}),
+		throttleWait: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "azdo_throttle_wait_seconds_total",
+			Help: "Time requests to Azure DevOps waited for the scaler's own rate limit."}, []string{"organization"}),
 		queuedJobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "pool_unfinished_jobs",
 			Help: "Unfinished (queued or running) job requests in the pool's latest snapshot."}, []string{"organization", "pool_id"}),
 		unroutable: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "pool_unroutable_jobs",
@@ -51,12 +58,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Agents the sweeper kept, by reason."}, []string{"organization", "pool_id", "reason"}),
 		sweepErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "sweeper_errors_total",
 			Help: "Sweeper failures, by operation (list or delete)."}, []string{"organization", "pool_id", "operation"}),
+		placeholders: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "placeholder_actions_total",
+			Help: "The placeholder keeper's actions (register, remove, list) by result (ok, error, dry-run)."}, []string{"organization", "pool_id", "action", "result"}),
 		snapshotAgeDsc: prometheus.NewDesc(namespace+"_snapshot_age_seconds",
 			"Age of the pool's latest good snapshot of job requests.", []string{"organization", "pool_id"}, nil),
 		fetchedAt: map[[2]string]time.Time{},
 		now:       time.Now,
 	}
-	reg.MustRegister(m.azdoRequests, m.azdoLatency, m.rateRemaining, m.queuedJobs, m.unroutable, m.sweepDeleted, m.sweepKept, m.sweepErrors, m)
+	reg.MustRegister(m.azdoRequests, m.azdoLatency, m.rateRemaining, m.throttled, m.throttleWait, m.queuedJobs, m.unroutable, m.sweepDeleted, m.sweepKept, m.sweepErrors, m.placeholders, m)
 	return m
 }
 
@@ -69,6 +78,12 @@ func (m *Metrics) ObserveCall(org, endpoint, status string, d time.Duration) {
 // ObserveRateLimitRemaining records X-RateLimit-Remaining (azdo.Observer).
 func (m *Metrics) ObserveRateLimitRemaining(org string, remaining float64) {
 	m.rateRemaining.WithLabelValues(org).Set(remaining)
+}
+
+// ObserveThrottle counts a request the client-side limit held back (azdo.Observer).
+func (m *Metrics) ObserveThrottle(org string, wait time.Duration) {
+	m.throttled.WithLabelValues(org).Inc()
+	m.throttleWait.WithLabelValues(org).Add(wait.Seconds())
 }
 
 // ObserveSnapshot records a new snapshot (pools.Observer).
@@ -110,6 +125,11 @@ func (m *Metrics) AgentKept(org, pool, reason string) {
 // SweepError counts a failure (sweeper.Observer).
 func (m *Metrics) SweepError(org, pool, op string) {
 	m.sweepErrors.WithLabelValues(org, pool, op).Inc()
+}
+
+// PlaceholderAction counts one of the keeper's actions (placeholders.Observer).
+func (m *Metrics) PlaceholderAction(org string, poolID int, action, result string) {
+	m.placeholders.WithLabelValues(org, strconv.Itoa(poolID), action, result).Inc()
 }
 
 // Describe implements prometheus.Collector for the snapshot ages.

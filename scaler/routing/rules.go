@@ -45,6 +45,9 @@ type Trigger struct {
 	OwnsAgent func(agent string) bool
 	// Filter describes the filter, for reasons ("capabilities=...").
 	Filter string
+	// Capabilities is the agent template of a capabilities trigger (nil
+	// otherwise): the placeholder keeper registers an agent with them.
+	Capabilities map[string]string
 }
 
 func (t *Trigger) accepts(j *pools.Job) bool { return t.Accepts == nil || t.Accepts(j) }

@@ -46,9 +46,10 @@ const pollGap = 500 * time.Millisecond
 type Router struct {
 	o Options
 
-	mu     sync.Mutex
-	first  time.Time // the first call this process answered
-	tables map[pools.Key]*Table
+	mu      sync.Mutex
+	first   time.Time // the first call this process answered
+	tables  map[pools.Key]*Table
+	changed chan struct{} // closed and replaced when a pool's triggers change
 }
 
 // NewRouter makes a router.
@@ -71,7 +72,34 @@ func NewRouter(o Options) *Router {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Router{o: o, tables: map[pools.Key]*Table{}}
+	return &Router{o: o, tables: map[pools.Key]*Table{}, changed: make(chan struct{})}
+}
+
+// Changed returns a channel closed at the next change of any pool's set of
+// triggers.
+func (r *Router) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+func (r *Router) notify() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// KnownFor is how long this process has learned triggers from calls: zero
+// before its first call. Its knowledge of a pool's triggers is complete
+// once this exceeds the longest polling interval.
+func (r *Router) KnownFor(now time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.first.IsZero() {
+		return 0
+	}
+	return now.Sub(r.first)
 }
 
 // Table returns a pool's table, creating it.
@@ -165,6 +193,7 @@ func (tb *Table) Observe(t Trigger) {
 			tb.triggers[t.ID] = &entry{t: t, lastSeen: now, pollStart: now}
 		}
 		tb.version++
+		defer tb.router.notify()
 		return
 	}
 	if now.Sub(e.lastSeen) >= pollGap {
@@ -189,6 +218,7 @@ func (tb *Table) pruneLocked(now time.Time) {
 		if silent := now.Sub(e.lastSeen); silent > tb.forgetAfter(e) {
 			delete(tb.triggers, id)
 			tb.version++
+			defer tb.router.notify()
 			tb.log.WithFields(logrus.Fields{"trigger": e.t.Label(), "silentFor": silent.Round(time.Second).String()}).
 				Info("a trigger stopped asking about the pool; its jobs go to the others")
 		}

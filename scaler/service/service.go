@@ -131,7 +131,7 @@ func routingTrigger(ref *pb.ScaledObjectRef, spec *trigger.Spec, metadataKey str
 		ID: ref.Namespace + "/" + ref.Name, Digest: hex.EncodeToString(sum[:8]),
 		Namespace: ref.Namespace, Name: ref.Name,
 		Priority: spec.Priority, Rank: spec.Rank(), Shared: spec.Shared, InFlight: spec.ScaleOnInFlight,
-		Accepts: spec.Accepts, OwnsAgent: owner, Filter: spec.Filter(),
+		Accepts: spec.Accepts, OwnsAgent: owner, Filter: spec.Filter(), Capabilities: spec.Capabilities(),
 	}
 }
 

@@ -31,8 +31,8 @@ func TestTwoSweepersShareALease(t *testing.T) {
 	overlap := false
 	run := func(ctx context.Context, id string) {
 		_ = RunElected(ctx, Election{Client: client, Namespace: "keda", Lease: "sweeper", Identity: id, Logger: quietLogger(),
-			LeaseDuration: 600 * time.Millisecond, RenewDeadline: 400 * time.Millisecond, RetryPeriod: 100 * time.Millisecond},
-			func(lctx context.Context, isLeader func() bool) {
+			LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 100 * time.Millisecond},
+			func(lctx context.Context, l Leadership) {
 				mu.Lock()
 				leading[id] = true
 				for other, on := range leading {
@@ -43,7 +43,7 @@ func TestTwoSweepersShareALease(t *testing.T) {
 				mu.Unlock()
 				defer func() { mu.Lock(); leading[id] = false; mu.Unlock() }()
 				s := f.sweeper([]Pool{{"contoso", pool, "p"}}, r, false, nil)
-				s.o.Leading = isLeader
+				s.o.Leading, s.o.DeleteBy = l.Valid, l.Until
 				for lctx.Err() == nil {
 					res := s.SweepOnce(lctx)
 					mu.Lock()
@@ -56,14 +56,8 @@ func TestTwoSweepersShareALease(t *testing.T) {
 	ctxA, stopA := context.WithCancel(context.Background())
 	ctxB, stopB := context.WithCancel(context.Background())
 	defer stopB()
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); run(ctxA, "replica-a") }()
-	time.Sleep(200 * time.Millisecond) // a takes the Lease first
-	go func() { defer wg.Done(); run(ctxB, "replica-b") }()
-
 	waitFor := func(cond func() bool) bool {
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(20 * time.Second)
 		for time.Now().Before(deadline) {
 			if cond() {
 				return true
@@ -72,6 +66,13 @@ func TestTwoSweepersShareALease(t *testing.T) {
 		}
 		return false
 	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); run(ctxA, "replica-a") }()
+	if !waitFor(func() bool { mu.Lock(); defer mu.Unlock(); return leading["replica-a"] }) {
+		t.Fatal("the first replica never took the Lease")
+	}
+	go func() { defer wg.Done(); run(ctxB, "replica-b") }()
 	if !waitFor(func() bool { mu.Lock(); defer mu.Unlock(); return deletedBy["replica-a"] >= 2 }) {
 		t.Fatal("the first replica never swept")
 	}

@@ -22,21 +22,29 @@ type Agent struct {
 	Assigned        bool      // has an assigned request
 	StatusChangedOn time.Time // zero: never recorded
 	CreatedOn       time.Time
+	Placeholder     bool // a placeholder agent (by name or marker capability)
+	Finished        bool // it completed a job: a single-run agent whose one job is done
 }
 
 // Rules configure what may be deleted.
 type Rules struct {
-	OfflineFor   time.Duration // minimum time offline
-	Pattern      string        // glob of deletable names; "*" is every name
-	Protect      []string      // globs of names never deleted
-	MaxDeletions int           // per pool per sweep
+	OfflineFor time.Duration // minimum time offline
+	// FinishedFor is the minimum time offline of an agent that completed a
+	// job (a single-run pod's agent is done after one): such agents go
+	// sooner than those whose history is unknown. 0: as OfflineFor.
+	FinishedFor  time.Duration
+	Pattern      string   // glob of deletable names; "*" is every name
+	Protect      []string // globs of names never deleted
+	MaxDeletions int      // per pool per sweep
 }
 
 // Reasons for a decision, as logged and counted.
 const (
 	ReasonStale       = "stale"            // deleted: every rule holds
+	ReasonFinished    = "finished"         // deleted: a single-run agent, offline FinishedFor after its job
 	KeptOnline        = "online"           // the agent is online
 	KeptBusy          = "busy"             // it has an assigned request
+	KeptPlaceholder   = "placeholder"      // a placeholder that keeps jobs queued while the pool is empty
 	KeptRecent        = "recently-offline" // offline for less than OfflineFor
 	KeptUnknownAge    = "unknown-age"      // neither status-change nor creation time is known
 	KeptPattern       = "outside-pattern"  // its name does not match Pattern
@@ -71,6 +79,8 @@ func Decide(agents []Agent, now time.Time, r Rules, parents map[string]bool) []D
 			d.Reason = KeptOnline
 		case a.Assigned:
 			d.Reason = KeptBusy
+		case a.Placeholder:
+			d.Reason = KeptPlaceholder
 		case parents[strings.ToLower(a.Name)]:
 			d.Reason = KeptParent
 		case matchesAny(r.Protect, a.Name):
@@ -79,6 +89,11 @@ func Decide(agents []Agent, now time.Time, r Rules, parents map[string]bool) []D
 			d.Reason = KeptPattern
 		case d.OfflineSince.IsZero() || d.OfflineSince.Year() <= 1:
 			d.Reason = KeptUnknownAge
+		case a.Finished && r.FinishedFor > 0 && a.StatusChangedOn.Year() > 1 && now.Sub(a.StatusChangedOn) >= r.FinishedFor:
+			// Only with a recorded status change: how long it has been
+			// offline must be known, not guessed from its creation.
+			d.Delete, d.Reason = true, ReasonFinished
+			stale = append(stale, len(out))
 		case now.Sub(d.OfflineSince) < r.OfflineFor:
 			d.Reason = KeptRecent
 		default:

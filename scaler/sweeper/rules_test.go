@@ -7,7 +7,7 @@ import (
 
 var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
-var rules = Rules{OfflineFor: 15 * time.Minute, Pattern: "agents-*", Protect: []string{"*-template", "keep-me"}, MaxDeletions: 50}
+var rules = Rules{OfflineFor: 15 * time.Minute, FinishedFor: 30 * time.Second, Pattern: "agents-*", Protect: []string{"*-template", "keep-me"}, MaxDeletions: 50}
 
 func decideOne(a Agent, parents ...string) Decision {
 	p := map[string]bool{}
@@ -37,10 +37,15 @@ func TestEveryRule(t *testing.T) {
 		{"protected by glob", Agent{Name: "agents-template", StatusChangedOn: old}, nil, KeptProtected},
 		{"parent", Agent{Name: "agents-7", StatusChangedOn: old}, []string{"agents-7"}, KeptParent},
 		{"parent, other case", Agent{Name: "Agents-7", StatusChangedOn: old}, []string{"agents-7"}, KeptParent},
+		{"placeholder", Agent{Name: "agents-1", Placeholder: true, StatusChangedOn: old}, nil, KeptPlaceholder},
+		{"finished single-run agent", Agent{Name: "agents-1", Finished: true, StatusChangedOn: now.Add(-31 * time.Second)}, nil, ReasonFinished},
+		{"finished, just offline", Agent{Name: "agents-1", Finished: true, StatusChangedOn: now.Add(-10 * time.Second)}, nil, KeptRecent},
+		{"finished, no status change recorded", Agent{Name: "agents-1", Finished: true, CreatedOn: now.Add(-time.Minute)}, nil, KeptRecent},
+		{"finished but outside the pattern", Agent{Name: "vm-1", Finished: true, StatusChangedOn: old}, nil, KeptPattern},
 	}
 	for _, c := range cases {
 		d := decideOne(c.agent, c.parents...)
-		if d.Reason != c.reason || d.Delete != (c.reason == ReasonStale) {
+		if d.Reason != c.reason || d.Delete != (c.reason == ReasonStale || c.reason == ReasonFinished) {
 			t.Errorf("%s: %+v, want %s", c.name, d, c.reason)
 		}
 	}

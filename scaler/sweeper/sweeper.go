@@ -42,18 +42,24 @@ func (nopObserver) SweepError(string, string, string) {}
 
 // Options configure a Sweeper.
 type Options struct {
-	Rules    Rules
-	DryRun   bool
-	Sources  map[string]Source            // by organization name
-	Pools    func(context.Context) []Pool // the pools to sweep, asked at every sweep
-	Parents  *Parents                     // names triggers give as parent
-	Observer Observer
-	Logger   logrus.FieldLogger
+	Rules   Rules
+	DryRun  bool
+	Sources map[string]Source            // by organization name
+	Pools   func(context.Context) []Pool // the pools to sweep, asked at every sweep
+	Parents *Parents                     // names triggers give as parent
+	// IsPlaceholder recognizes a placeholder agent from its name and
+	// capabilities; the sweeper never deletes one. Nil: none.
+	IsPlaceholder func(name string, caps map[string]string) bool
+	Observer      Observer
+	Logger        logrus.FieldLogger
 	// Leading is asked before every deletion; with leader election it is
-	// the elector's IsLeader, so a replica that lost the Lease mid-sweep
-	// stops deleting at once. Nil: always.
+	// Leadership.Valid, so a replica that lost the Lease mid-sweep stops
+	// deleting at once. Nil: always.
 	Leading func() bool
-	Now     func() time.Time
+	// DeleteBy bounds each deletion's request: with leader election, the
+	// end of the sure holding of the Lease (Leadership.Until). Nil: none.
+	DeleteBy func() time.Time
+	Now      func() time.Time
 }
 
 // Sweeper removes stale offline agents.
@@ -139,7 +145,7 @@ func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 	}
 	agents := make([]Agent, 0, len(listed))
 	for _, a := range listed {
-		converted, ok := convert(a)
+		converted, ok := convert(a, s.o.IsPlaceholder)
 		if !ok {
 			log.WithField("agent", a).Warn("an agent in the answer lacks its id, name or status; deleting nothing in this pool this sweep")
 			s.o.Observer.SweepError(p.Organization, poolLabel, "list")
@@ -170,7 +176,7 @@ func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 			log.Warn("lost the sweeper Lease during a sweep; stopping")
 			return res
 		}
-		err := src.DeleteAgent(ctx, p.ID, d.Agent.ID)
+		err := s.deleteAgent(ctx, src, p.ID, d.Agent.ID)
 		if errors.Is(err, azdo.ErrNotFound) || isStatus(err, 404) {
 			alog.Info("agent already removed")
 			continue
@@ -189,16 +195,40 @@ func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 	return res
 }
 
+// deleteAgent deletes within the sure holding of the Lease, if any.
+func (s *Sweeper) deleteAgent(ctx context.Context, src Source, poolID, agentID int) error {
+	if s.o.DeleteBy != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, s.o.DeleteBy())
+		defer cancel()
+	}
+	return src.DeleteAgent(ctx, poolID, agentID)
+}
+
 func isStatus(err error, code int) bool {
 	var e *azdo.Error
 	return errors.As(err, &e) && e.Status == code
 }
 
-func convert(a taskagent.TaskAgent) (Agent, bool) {
+func convert(a taskagent.TaskAgent, isPlaceholder func(string, map[string]string) bool) (Agent, bool) {
 	if a.Id == nil || a.Name == nil || a.Status == nil {
 		return Agent{}, false
 	}
 	out := Agent{ID: *a.Id, Name: *a.Name, Assigned: a.AssignedRequest != nil}
+	if isPlaceholder != nil {
+		caps := map[string]string{}
+		for _, m := range []*map[string]string{a.SystemCapabilities, a.UserCapabilities} {
+			if m != nil {
+				for k, v := range *m {
+					caps[k] = v
+				}
+			}
+		}
+		out.Placeholder = isPlaceholder(*a.Name, caps)
+	}
+	if r := a.LastCompletedRequest; r != nil && r.FinishTime != nil && r.FinishTime.Time.Year() > 1 {
+		out.Finished = true
+	}
 	switch strings.ToLower(string(*a.Status)) {
 	case "online":
 		out.Online = true

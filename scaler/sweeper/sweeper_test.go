@@ -13,6 +13,7 @@ import (
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/placeholders"
 )
 
 const pat = "sweeper-test-pat-xyz"
@@ -47,7 +48,8 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) sweeper(pools []Pool, r Rules, dryRun bool, parents *Parents) *Sweeper {
 	return New(Options{Rules: r, DryRun: dryRun, Sources: map[string]Source{"contoso": f.client},
-		Pools: func(context.Context) []Pool { return pools }, Parents: parents, Logger: quietLogger()})
+		Pools: func(context.Context) []Pool { return pools }, Parents: parents, Logger: quietLogger(),
+		IsPlaceholder: placeholders.Recognize("keda")})
 }
 
 type countingObserver struct {
@@ -155,7 +157,7 @@ func TestDeletionCapPerPoolPerSweep(t *testing.T) {
 func TestPropertyNeverAWrongAgent(t *testing.T) {
 	f := newFixture(t)
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
-	r := Rules{OfflineFor: 15 * time.Minute, Pattern: "ci-agent-*", Protect: []string{"*-template", "pinned-*"}, MaxDeletions: 6}
+	r := Rules{OfflineFor: 15 * time.Minute, FinishedFor: 30 * time.Second, Pattern: "ci-agent-*", Protect: []string{"*-template", "pinned-*"}, MaxDeletions: 6}
 	parents := NewParents()
 	type expectation struct {
 		pool      int
@@ -173,23 +175,36 @@ func TestPropertyNeverAWrongAgent(t *testing.T) {
 			online := rng.IntN(4) == 0
 			busy := rng.IntN(5) == 0
 			age := time.Duration(rng.IntN(60)) * time.Minute
+			if rng.IntN(3) == 0 {
+				age = time.Duration(rng.IntN(120)) * time.Second // around FinishedFor
+			}
 			useCreation := rng.IntN(3) == 0
-			switch rng.IntN(8) {
+			placeholder, finished := false, false
+			caps := map[string]string{}
+			switch rng.IntN(10) {
 			case 0:
 				name = fmt.Sprintf("laptop-%d-%d", p, i) // outside the pattern
 			case 1:
 				name = fmt.Sprintf("ci-agent-%d-%d-template", p, i) // protected
 			case 2:
 				parents.Add("contoso", name) // a trigger's parent
+			case 3:
+				caps[placeholders.Marker], placeholder = "0123456789", true // a placeholder, by its marker
+			case 4:
+				name, placeholder = fmt.Sprintf("keda-placeholder-%d%d", p, i), true // by its name (outside the pattern too)
+			case 5, 6:
+				finished = !busy // a single-run agent that completed its job
 			}
-			deletable := !online && !busy && age >= r.OfflineFor && matches(r.Pattern, name) && !matchesAny(r.Protect, name) && !parents.Names("contoso")[name]
+			offlineLongEnough := age >= r.OfflineFor || (finished && !useCreation && age >= r.FinishedFor)
+			deletable := !online && !busy && !placeholder && offlineLongEnough && matches(r.Pattern, name) &&
+				!matchesAny(r.Protect, name) && !parents.Names("contoso")[name]
 			if deletable {
 				eligible++
 				if eligible > 2*r.MaxDeletions { // more than two sweeps can remove: make it young
 					age, deletable = time.Minute, false
 				}
 			}
-			spec := fakeazdo.Agent{Name: name, Online: online}
+			spec := fakeazdo.Agent{Name: name, Online: online, Capabilities: caps}
 			if useCreation {
 				spec.CreatedOn = time.Now().Add(-age)
 			} else {
@@ -197,6 +212,15 @@ func TestPropertyNeverAWrongAgent(t *testing.T) {
 				spec.StatusChangedOn = time.Now().Add(-age)
 			}
 			agentID := f.org.AddAgent(id, spec)
+			if finished {
+				job := f.org.QueueJob(id, fakeazdo.Job{})
+				if err := f.org.AssignJob(job, agentID); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.org.FinishJob(job, "succeeded"); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if busy {
 				job := f.org.QueueJob(id, fakeazdo.Job{})
 				if err := f.org.AssignJob(job, agentID); err != nil {
@@ -204,7 +228,7 @@ func TestPropertyNeverAWrongAgent(t *testing.T) {
 				}
 			}
 			expect[name] = expectation{pool: id, deletable: deletable,
-				why: fmt.Sprintf("online=%v busy=%v age=%v creation=%v", online, busy, age, useCreation)}
+				why: fmt.Sprintf("online=%v busy=%v age=%v creation=%v placeholder=%v finished=%v", online, busy, age, useCreation, placeholder, finished)}
 		}
 	}
 	s := f.sweeper(pools, r, false, parents)

@@ -155,11 +155,16 @@ type Spec struct {
 	// agents are named after their pods (<scaledjob>-<5>-<5>).
 	AgentPattern string
 
-	filter    func(*pools.Job) bool // nil: every job
-	filterKey string
-	rank      int
-	describe  string
+	filter       func(*pools.Job) bool // nil: every job
+	filterKey    string
+	rank         int
+	describe     string
+	capabilities map[string]string
 }
+
+// Capabilities is the agent template's capabilities as the trigger lists
+// them (names as written); nil unless the trigger filters by capabilities.
+func (s *Spec) Capabilities() map[string]string { return s.capabilities }
 
 // Accepts reports whether the trigger's filter accepts a job (its
 // capabilities satisfy the job's demands, or its demands or parent match).
@@ -339,6 +344,11 @@ func (s *Spec) parseFilter(md map[string]string) error {
 		s.filterKey = "capabilities:" + canonicalCapabilities(md[KeyCapabilities])
 		s.filter = func(j *pools.Job) bool { return !j.Unparsable && caps.SatisfiesAll(j.Demands) }
 		s.rank, s.describe = caps.Len(), "capabilities="+md[KeyCapabilities]
+		s.capabilities = map[string]string{}
+		for _, item := range strings.Split(md[KeyCapabilities], ",") {
+			name, value, _ := strings.Cut(strings.TrimSpace(item), "=")
+			s.capabilities[strings.TrimSpace(name)] = strings.TrimSpace(value)
+		}
 	case hasKey(md, KeyDemands):
 		list := md[KeyDemands]
 		if strings.TrimSpace(list) == "" {

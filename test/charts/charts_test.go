@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/trigger"
@@ -68,12 +69,16 @@ func TestScalerChart(t *testing.T) {
 				role, _ := Find[*rbacv1.Role](objs)
 				var leases bool
 				for _, r := range role.Rules {
-					if slices.Contains(r.Resources, "leases") && slices.Contains(r.Verbs, "update") {
+					if slices.Contains(r.Resources, "leases") && slices.Contains(r.Verbs, "update") && slices.Contains(r.ResourceNames, f.LeaderElectLease) {
 						leases = true
 					}
 				}
-				if !leases {
-					t.Errorf("Role does not let the scaler update Leases: %+v", role.Rules)
+				if !leases || f.LeaderElectLease != "azdo-keda-scaler" {
+					t.Errorf("Role must let the scaler update its Lease %q (named after the release): %+v", f.LeaderElectLease, role.Rules)
+				}
+				if !f.Placeholders || f.PlaceholderDryRun || f.SweepFinishedFor != 30*time.Second || !slices.Equal([]string(f.SweepPools), []string{"*"}) ||
+					f.SweepAgentPattern != "*-?????-?????" {
+					t.Errorf("defaults: placeholders on, finished agents after 30s, every pool, KEDA pod names; got %+v", f)
 				}
 			},
 		},
@@ -148,6 +153,22 @@ func TestScalerChart(t *testing.T) {
 			}
 			tc.check(t, d, f, objs)
 		})
+	}
+}
+
+// Two releases in one namespace never share a Lease.
+func TestLeaseNamedAfterTheRelease(t *testing.T) {
+	leases := map[string]bool{}
+	for _, name := range []string{"azdo-keda-scaler", "team-b"} {
+		_, objs, _, err := Render(Release{Chart: "azdo-keda-scaler", Name: name, Namespace: scalerNS}, "ci/minimal-values.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, _ := Find[*appsv1.Deployment](objs)
+		leases[scalerFlags(t, d.Spec.Template.Spec.Containers[0]).LeaderElectLease] = true
+	}
+	if len(leases) != 2 {
+		t.Fatalf("two releases, Leases %v", leases)
 	}
 }
 

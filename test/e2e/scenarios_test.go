@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -409,4 +410,146 @@ func TestOnePodPerJob(t *testing.T) {
 	record("9 one pod per job: staged 6 queued jobs -> %d Jobs (%.2f per job, 0 idle exits), each run by the template routing chose; "+
 		"at once 9 jobs -> %d Jobs (%.2f per job): %d jobs were taken by a pod of another template that came online first, %d pods left at their idle timeout (8s)",
 		created, float64(created)/6, created2, float64(created2)/float64(len(batch)), steals, idle2)
+}
+
+// Scenario 10: scale from zero with no manual step. An empty pool and a
+// ScaledJob with capabilities: the scaler registers the template's
+// placeholder, so Azure DevOps (the fake, as Azure DevOps does) accepts a
+// job that only such an agent could run, and KEDA makes a Job for it.
+// With the keeper off, the same job is refused at once.
+func TestScaleFromZeroWithPlaceholder(t *testing.T) {
+	ns := "e2e-placeholder"
+	pool := env.contoso.AddPool("ph")
+	sj := installPool(t, ns, "linux", "contoso", "ph", linuxCaps)
+	waitReconciled(t, ns, sj)
+	var placeholder string
+	d := waitFor(t, "the placeholder agent", 30*time.Second, func() bool {
+		for _, n := range env.contoso.AgentNames(pool) {
+			if strings.HasPrefix(n, "keda-placeholder-") {
+				placeholder = n
+				return true
+			}
+		}
+		return false
+	})
+	a, _ := env.contoso.Agent(pool, placeholder)
+	if *a.Status != "offline" || (*a.SystemCapabilities)["docker"] != "" || (*a.SystemCapabilities)["Agent.OS"] != "Linux" {
+		t.Fatalf("placeholder %s: status %s, capabilities %v", placeholder, *a.Status, *a.SystemCapabilities)
+	}
+	if _, err := env.contoso.Submit(pool, linuxJob); err != nil {
+		t.Fatalf("with the placeholder the job must queue: %v", err)
+	}
+	dj := waitJobs(t, ns, sj, 1, appear)
+
+	// The keeper off (another scaler process): the same job is refused.
+	off, err := StartScaler("scaler-nokeeper", env.cluster.LogDir, "--placeholders=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { off.Proc.Stop(10 * time.Second) })
+	offPool := env.contoso.AddPool("ph-off")
+	vals := poolValues("contoso", "ph-off", linuxCaps)
+	vals["scaler"].(map[string]any)["address"] = off.Addr
+	helmInstall(t, "azdo-agent-pool", ns, "linux-off", vals)
+	waitReconciled(t, ns, "linux-off")
+	_, err = env.contoso.Submit(offPool, linuxJob)
+	var refused *fakeazdo.ErrNoAgentSatisfies
+	if !errors.As(err, &refused) {
+		t.Fatalf("without a placeholder the job must be refused, got %v", err)
+	}
+	holdJobs(t, ns, "linux-off", 0, 3*pollingInterval)
+	record("10 scale from zero: placeholder %s registered %s after KEDA reconciled the ScaledJob; a Linux+Docker job queued -> 1 Job in %s; keeper off: %q, 0 Jobs",
+		placeholder, d.Round(100*time.Millisecond), dj.Round(100*time.Millisecond), err.Error())
+}
+
+// Scenario 11: two replicas; KEDA talks only to the one that does not hold
+// the Lease. The Lease holder still removes stale and finished agents, and
+// never a placeholder (registered by the other) or a configured parent.
+func TestSweeperOnTheReplicaKEDADoesNotCall(t *testing.T) {
+	ctx := context.Background()
+	ns := "e2e-replicas"
+	if err := env.cluster.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	pool := env.contoso.AddPool("replicas")
+	const parent = "gpu-b4c6d-f7g8h" // shaped like a pod's name: only its protection keeps it
+	env.contoso.AddAgent(pool, fakeazdo.Agent{Name: parent, StatusChangedOn: time.Now().Add(-time.Hour),
+		Capabilities: map[string]string{"Agent.OS": "Linux", "cuda": "12.4"}})
+	args := []string{"--sweep-interval=2s", "--sweep-offline-for=10m", "--sweep-finished-for=5s", "--sweep-pools=replicas",
+		"--sweep-protect=" + parent, "--leader-elect", "--kubeconfig=" + env.cluster.Kubeconfig,
+		"--leader-elect-namespace=" + ns, "--leader-elect-lease=replicas"}
+	replica := func(name string) *Scaler {
+		s, err := StartScaler(name, env.cluster.LogDir, append(args, "--leader-elect-identity="+name)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Proc.Stop(10 * time.Second) })
+		return s
+	}
+	leader := replica("replica-leader")
+	holder := func() string {
+		var lease coordinationv1.Lease
+		if err := env.kube.Get(ctx, ctrlclient.ObjectKey{Namespace: ns, Name: "replicas"}, &lease); err != nil || lease.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *lease.Spec.HolderIdentity
+	}
+	waitFor(t, "replica-leader to hold the Lease", 30*time.Second, func() bool { return holder() == "replica-leader" })
+	called := replica("replica-called")
+
+	// KEDA talks to replica-called only.
+	vals := poolValues("contoso", "replicas", linuxCaps)
+	vals["scaler"].(map[string]any)["address"] = called.Addr
+	helmInstall(t, "azdo-agent-pool", ns, "linux", vals)
+	waitReconciled(t, ns, "linux")
+	var placeholder string
+	waitFor(t, "the placeholder agent", 30*time.Second, func() bool {
+		for _, n := range env.contoso.AgentNames(pool) {
+			if strings.HasPrefix(n, "keda-placeholder-") {
+				placeholder = n
+				return true
+			}
+		}
+		return false
+	})
+	// A killed pod's agent (offline for an hour) and a finished single-run
+	// agent (its one job done, offline since).
+	env.contoso.AddAgent(pool, fakeazdo.Agent{Name: "linux-x7k2p-b4c6d", StatusChangedOn: time.Now().Add(-time.Hour)})
+	finished := env.contoso.AddAgent(pool, fakeazdo.Agent{Name: "linux-q2w3e-r4t5y", Online: true})
+	job := env.contoso.QueueJob(pool, linuxJob)
+	if err := env.contoso.AssignJob(job, finished); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.contoso.FinishJob(job, "succeeded"); err != nil {
+		t.Fatal(err)
+	}
+	env.contoso.SetAgentStatus(pool, finished, false, time.Now())
+	want := strings.Join([]string{parent, placeholder}, ",")
+	if parent > placeholder {
+		want = strings.Join([]string{placeholder, parent}, ",")
+	}
+	d := waitFor(t, "the stale and the finished agent to go", time.Minute, func() bool {
+		return strings.Join(env.contoso.AgentNames(pool), ",") == want
+	})
+	holdAgents := func() {
+		deadline := time.Now().Add(3 * 2 * time.Second) // three more sweeps
+		for time.Now().Before(deadline) {
+			if got := strings.Join(env.contoso.AgentNames(pool), ","); got != want {
+				t.Fatalf("agents %s, want %s kept", got, want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	holdAgents()
+	if h := holder(); h != "replica-leader" {
+		t.Fatalf("the Lease moved to %q", h)
+	}
+	if lineWith(called.Proc.Log, "deleted stale offline agent") != "" {
+		t.Errorf("replica-called deleted agents without the Lease")
+	}
+	if lineWith(leader.Proc.Log, "registered placeholder agent") != "" {
+		t.Errorf("replica-leader, which KEDA does not call, registered a placeholder")
+	}
+	record("11 replicas: KEDA calls replica-called, replica-leader holds the Lease; the stale and the finished agent removed in %s by replica-leader; placeholder %s and parent %s kept for three more sweeps",
+		d.Round(100*time.Millisecond), placeholder, parent)
 }

@@ -39,3 +39,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- printf "%s-pat-%d" (include "azdo-keda-scaler.fullname" .root) .index | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The sweeper's Lease. */}}
+{{- define "azdo-keda-scaler.lease" -}}
+{{- default (include "azdo-keda-scaler.fullname" .) .Values.leaderElection.lease -}}
+{{- end -}}
