@@ -35,7 +35,7 @@ fuzz: ## each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzGetMetrics$$' -fuzztime $(FUZZTIME) ./scaler/service
 
 ship: ## what we ship: charts (Helm SDK), deploy/ drift, Dockerfiles, start.sh (needs bash, curl, shellcheck)
-	shellcheck deploy/agent/start.sh .ci/run
+	shellcheck deploy/agent/start.sh deploy/agent/fetch-agent.sh .ci/run
 	cd test && $(GO) vet ./... && $(GO) test -race -count=1 ./charts ./dockerfiles ./agent
 
 manifests: ## regenerate deploy/ from the charts

@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # start.sh: one Azure Pipelines job per pod.
 #
-# Registers this pod as an agent (--replace, so a restarted pod with the same
-# name takes its registration over), runs exactly one job (run.sh --once), and
-# removes the registration when the job ends or the pod is told to stop
-# (SIGTERM), retrying while Azure DevOps still sees a job running. An agent
-# that no job reached within AZP_IDLE_TIMEOUT leaves cleanly (exit 0): its pod
-# was started for a job another agent took. The PAT is read from a file and
-# never exported: the job's environment does not hold it.
+#   start.sh register   (an init container, the only one that holds the PAT)
+#       registers the pod as an agent (config.sh --replace) and leaves the
+#       agent's own configuration and credentials in AZP_STATE_DIR, and a
+#       copy of the agent's externals in AZP_EXTERNALS_DIR for the Docker
+#       daemon of container jobs. A wrong PAT or pool fails here, clearly.
+#   start.sh run        (the agent container: no PAT anywhere)
+#       runs exactly one job (run.sh --once) with the agent's own
+#       credentials from AZP_STATE_DIR. The job never sees the PAT, and the
+#       agent is not removed here: the scaler's sweeper removes a
+#       single-run agent promptly once it finished its job.
+#   start.sh            (both in one container, for docker run)
+#       registers, runs one job, and removes the agent on exit.
+#
+# An agent that no job reached within AZP_IDLE_TIMEOUT leaves cleanly
+# (exit 0): its pod was started for a job another agent took. On SIGTERM an
+# idle agent leaves at once (exit 0); a running job may finish within
+# AZP_STOP_TIMEOUT seconds (set below the pod's grace period), then it is
+# cancelled.
 #
 # Environment:
 #   AZP_URL            organization URL (required)
@@ -17,12 +28,15 @@
 #   AZP_AGENT_NAME     agent name (default: the host name, i.e. the pod name)
 #   AZP_WORK           work directory (default /azp/_work)
 #   AZP_AGENT_DIR      the unpacked agent package (default /azp/agent)
+#   AZP_STATE_DIR      where register leaves the agent's configuration for run
+#   AZP_EXTERNALS_DIR  where register copies the agent's externals (optional)
 #   DOCKER_HOST        unix:// socket of the DinD sidecar; waited for when set
 #   AZP_DOCKER_WAIT    seconds to wait for that socket (default 120)
-#   AZP_REMOVE_RETRIES attempts to remove the agent (default 30)
-#   AZP_REMOVE_DELAY   seconds between them (default 10)
 #   AZP_IDLE_TIMEOUT   seconds an agent waits for its job before it leaves
 #                      (default 300; 0 waits for ever)
+#   AZP_STOP_TIMEOUT   seconds a running job may go on after SIGTERM (default 0)
+#   AZP_REMOVE_RETRIES attempts to remove the agent, all-in-one mode (default 30)
+#   AZP_REMOVE_DELAY   seconds between them (default 10)
 set -euo pipefail
 
 # now_ms is the wall clock in milliseconds (bash's SECONDS is whole seconds).
@@ -32,6 +46,12 @@ now_ms() {
 }
 log() { printf '%s start.sh: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+mode=${1:-all}
+case "$mode" in
+  register | run | all) ;;
+  *) die "unknown mode '$mode': use register, run, or no argument" ;;
+esac
 
 : "${AZP_URL:?AZP_URL is required (e.g. https://dev.azure.com/contoso)}"
 : "${AZP_POOL:?AZP_POOL is required}"
@@ -44,20 +64,33 @@ AZP_DOCKER_WAIT=${AZP_DOCKER_WAIT:-120}
 AZP_REMOVE_RETRIES=${AZP_REMOVE_RETRIES:-30}
 AZP_REMOVE_DELAY=${AZP_REMOVE_DELAY:-10}
 AZP_IDLE_TIMEOUT=${AZP_IDLE_TIMEOUT:-300}
-[[ "$AZP_IDLE_TIMEOUT" =~ ^[0-9]+$ ]] || die "AZP_IDLE_TIMEOUT must be a number of seconds, got '$AZP_IDLE_TIMEOUT'"
-
-# The PAT lives in a shell variable only: not exported, so no child sees it
-# unless handed it explicitly (config.sh, through VSTS_AGENT_INPUT_TOKEN).
-if [[ -n "${AZP_TOKEN:-}" ]]; then
-  pat=$AZP_TOKEN
-elif [[ -r "$AZP_TOKEN_FILE" ]]; then
-  pat=$(<"$AZP_TOKEN_FILE")
-else
-  die "no PAT: $AZP_TOKEN_FILE is not readable and AZP_TOKEN is not set"
+AZP_STOP_TIMEOUT=${AZP_STOP_TIMEOUT:-0}
+for v in AZP_IDLE_TIMEOUT AZP_STOP_TIMEOUT; do
+  [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a number of seconds, got '${!v}'"
+done
+if [[ "$mode" != all ]]; then
+  : "${AZP_STATE_DIR:?AZP_STATE_DIR is required in $mode mode (an emptyDir shared by the init and agent containers)}"
 fi
-unset AZP_TOKEN
-pat=${pat//[$'\r\n']/}
-[[ -n "$pat" ]] || die "the PAT in $AZP_TOKEN_FILE is empty"
+
+# The agent's own configuration and credentials, as config.sh writes them.
+state_files=(.agent .credentials .credentials_rsaparams .env .path)
+
+pat=""
+# read_pat keeps the PAT in a shell variable only: not exported, so no
+# child sees it unless handed it explicitly (config.sh, through
+# VSTS_AGENT_INPUT_TOKEN).
+read_pat() {
+  if [[ -n "${AZP_TOKEN:-}" ]]; then
+    pat=$AZP_TOKEN
+  elif [[ -r "$AZP_TOKEN_FILE" ]]; then
+    pat=$(<"$AZP_TOKEN_FILE")
+  else
+    die "no PAT: $AZP_TOKEN_FILE is not readable and AZP_TOKEN is not set"
+  fi
+  unset AZP_TOKEN
+  pat=${pat//[$'\r\n']/}
+  [[ -n "$pat" ]] || die "the PAT in $AZP_TOKEN_FILE is empty"
+}
 
 # wait_for_docker waits for the DinD sidecar's socket (the pod's startup
 # probe normally guarantees it; this covers images run without it).
@@ -109,14 +142,48 @@ check_pool() {
 }
 
 registered=false
-run_pid=""
+
+register() {
+  check_pool
+  log "registering agent $AZP_AGENT_NAME in pool $AZP_POOL of $AZP_URL"
+  (cd "$AZP_AGENT_DIR" && VSTS_AGENT_INPUT_TOKEN=$pat ./config.sh --unattended \
+    --url "$AZP_URL" --auth PAT --pool "$AZP_POOL" --agent "$AZP_AGENT_NAME" \
+    --work "$AZP_WORK" --replace --acceptTeeEula) || die "config.sh could not register agent $AZP_AGENT_NAME in pool $AZP_POOL (see its output above)"
+  registered=true
+}
+
+# save_state leaves the agent's configuration for the agent container, and
+# the externals (the Node.js that tasks run on) where the Docker daemon
+# sees them at the agent's own path.
+save_state() {
+  local f
+  mkdir -p "$AZP_STATE_DIR"
+  for f in "${state_files[@]}"; do
+    [[ -e "$AZP_AGENT_DIR/$f" ]] && cp -p "$AZP_AGENT_DIR/$f" "$AZP_STATE_DIR/"
+  done
+  [[ -e "$AZP_STATE_DIR/.agent" ]] || die "config.sh left no .agent file: the agent is not configured"
+  if [[ -n "${AZP_EXTERNALS_DIR:-}" ]]; then
+    log "copying the agent's externals to $AZP_EXTERNALS_DIR"
+    cp -a "$AZP_AGENT_DIR/externals/." "$AZP_EXTERNALS_DIR/"
+  fi
+}
+
+load_state() {
+  local f
+  [[ -e "$AZP_STATE_DIR/.agent" ]] || die "no agent configuration in $AZP_STATE_DIR: did the register init container run?"
+  for f in "${state_files[@]}"; do
+    [[ -e "$AZP_STATE_DIR/$f" ]] && cp -p "$AZP_STATE_DIR/$f" "$AZP_AGENT_DIR/"
+  done
+  return 0
+}
 
 # shellcheck disable=SC2317 # called from the EXIT trap
 remove_agent() {
   "$registered" || return 0
+  [[ "$mode" == all ]] || return 0
   local i
   for ((i = 1; i <= AZP_REMOVE_RETRIES; i++)); do
-    if VSTS_AGENT_INPUT_TOKEN=$pat "$AZP_AGENT_DIR/config.sh" remove --unattended --auth PAT; then
+    if (cd "$AZP_AGENT_DIR" && VSTS_AGENT_INPUT_TOKEN=$pat ./config.sh remove --unattended --auth PAT); then
       log "agent $AZP_AGENT_NAME removed"
       registered=false
       return 0
@@ -128,43 +195,10 @@ remove_agent() {
   return 1
 }
 
-# shellcheck disable=SC2317 # a trap handler
-on_exit() {
-  local rc=$?
-  trap - EXIT TERM INT
-  remove_agent || rc=1
-  [[ -z "${state_dir:-}" ]] || rm -rf "$state_dir"
-  exit "$rc"
-}
-
-# shellcheck disable=SC2317 # a trap handler
-on_term() {
-  log "stop requested: ending the agent, then removing it"
-  if [[ -n "$run_pid" ]]; then
-    kill -TERM "$run_pid" 2>/dev/null || true
-    wait "$run_pid" 2>/dev/null || true
-  fi
-  exit 143
-}
-
-trap on_exit EXIT
-trap on_term TERM INT
-
-wait_for_docker
-check_pool
-
-log "registering agent $AZP_AGENT_NAME in pool $AZP_POOL of $AZP_URL"
-cd "$AZP_AGENT_DIR"
-VSTS_AGENT_INPUT_TOKEN=$pat ./config.sh --unattended \
-  --url "$AZP_URL" --auth PAT --pool "$AZP_POOL" --agent "$AZP_AGENT_NAME" \
-  --work "$AZP_WORK" --replace --acceptTeeEula
-registered=true
-idle_deadline=$(($(now_ms) + AZP_IDLE_TIMEOUT * 1000))
-
 # The agent prints "<time>: Running job: <name>" when a job reaches it; the
-# marker file tells the idle timer that one did.
-state_dir=$(mktemp -d)
-job_marker="$state_dir/job-started"
+# marker file tells the idle timer and the SIGTERM handler that one did.
+state_tmp=$(mktemp -d)
+job_marker="$state_tmp/job-started"
 watch_agent_output() {
   local line
   while IFS= read -r line; do
@@ -174,31 +208,97 @@ watch_agent_output() {
 }
 job_started() { [[ -e "$job_marker" ]]; }
 
-log "running one job (leaving if none arrives within ${AZP_IDLE_TIMEOUT}s; 0: never)"
-# env -u is belt and braces: nothing above exported a PAT.
-env -u AZP_TOKEN -u VSTS_AGENT_INPUT_TOKEN ./run.sh --once > >(watch_agent_output) 2>&1 &
-run_pid=$!
-idle_exit=false
-while kill -0 "$run_pid" 2>/dev/null; do
-  if ! job_started && ((AZP_IDLE_TIMEOUT > 0 && $(now_ms) >= idle_deadline)); then
-    log "no job reached agent $AZP_AGENT_NAME within ${AZP_IDLE_TIMEOUT}s (AZP_IDLE_TIMEOUT): another agent took the job this pod was started for; leaving"
-    idle_exit=true
-    kill -TERM "$run_pid" 2>/dev/null || true
-    break
-  fi
-  # A background sleep keeps SIGTERM's trap prompt.
-  sleep 0.5 &
-  wait $! || true
-done
-rc=0
-wait "$run_pid" || rc=$?
 run_pid=""
-if "$idle_exit"; then
+stop_requested=false
+stop_deadline=0
+
+# shellcheck disable=SC2317 # a trap handler
+on_term() {
+  "$stop_requested" && return 0
+  stop_requested=true
+  stop_deadline=$(($(now_ms) + AZP_STOP_TIMEOUT * 1000))
   if job_started; then
-    log "error: a job reached the agent while it was stopping; Azure DevOps gives it to another agent or fails it"
+    log "stop requested while a job runs: letting it finish for up to ${AZP_STOP_TIMEOUT}s (AZP_STOP_TIMEOUT), then cancelling it"
   else
-    rc=0
+    log "stop requested while idle: leaving now"
   fi
-fi
-log "agent exited with $rc"
-exit "$rc"
+}
+
+# shellcheck disable=SC2317 # a trap handler
+on_exit() {
+  local rc=$?
+  trap - EXIT TERM INT
+  remove_agent || rc=1
+  rm -rf "$state_tmp"
+  exit "$rc"
+}
+
+# run_one_job runs the agent until it has run one job, leaves when idle
+# too long, and handles a stop request; it returns the exit code to use.
+run_one_job() {
+  log "running one job (leaving if none arrives within ${AZP_IDLE_TIMEOUT}s; 0: never)"
+  # env -u is belt and braces: nothing here exported a PAT.
+  (cd "$AZP_AGENT_DIR" && exec env -u AZP_TOKEN -u VSTS_AGENT_INPUT_TOKEN ./run.sh --once) > >(watch_agent_output) 2>&1 &
+  run_pid=$!
+  local idle_deadline=$(($(now_ms) + AZP_IDLE_TIMEOUT * 1000)) left=false why="" signal=""
+  while kill -0 "$run_pid" 2>/dev/null; do
+    if ! job_started; then
+      if "$stop_requested"; then
+        left=true why="stopped while idle" signal=TERM
+      elif ((AZP_IDLE_TIMEOUT > 0 && $(now_ms) >= idle_deadline)); then
+        left=true why="no job reached agent $AZP_AGENT_NAME within ${AZP_IDLE_TIMEOUT}s (AZP_IDLE_TIMEOUT): another agent took the job this pod was started for; leaving" signal=TERM
+      fi
+    elif "$stop_requested" && (($(now_ms) >= stop_deadline)); then
+      why="the job did not finish within ${AZP_STOP_TIMEOUT}s of the stop request: cancelling it" signal=INT
+    fi
+    if [[ -n "$signal" ]]; then
+      log "$why"
+      kill "-$signal" "$run_pid" 2>/dev/null || true
+      break
+    fi
+    # A background sleep keeps SIGTERM's trap prompt.
+    sleep 0.2 &
+    wait $! || true
+  done
+  local rc=0
+  wait "$run_pid" || rc=$?
+  run_pid=""
+  if "$left"; then
+    if job_started; then
+      log "error: a job reached the agent while it was stopping; Azure DevOps gives it to another agent or fails it"
+    else
+      rc=0
+    fi
+  fi
+  log "agent exited with $rc"
+  return "$rc"
+}
+
+trap on_exit EXIT
+trap on_term TERM INT
+
+case "$mode" in
+  register)
+    read_pat
+    register
+    save_state
+    registered=false # the agent container runs it; the sweeper removes it after its job
+    log "agent $AZP_AGENT_NAME registered; its configuration is in $AZP_STATE_DIR"
+    ;;
+  run)
+    unset AZP_TOKEN
+    load_state
+    wait_for_docker
+    rc=0
+    run_one_job || rc=$?
+    exit "$rc"
+    ;;
+  all)
+    read_pat
+    wait_for_docker
+    register
+    rc=0
+    run_one_job || rc=$?
+    exit "$rc"
+    ;;
+esac

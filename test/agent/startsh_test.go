@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,17 +46,29 @@ if [[ "$1" == remove ]]; then
   [[ "$code" == 204 ]]
 else
   echo "token-sha256 $(printf %s "$VSTS_AGENT_INPUT_TOKEN" | sha256sum | cut -d' ' -f1)" >> "$STUB_LOG"
+  if [[ -n "${STUB_CONFIG_FAIL:-}" ]]; then echo "Failed to add the agent.  Try again or ctrl-c to quit"; exit 1; fi
+  # What the real config.sh leaves: the agent's own settings and OAuth credentials.
+  echo '{"agentId": 7, "agentName": "stub", "workFolder": "'"$AZP_WORK"'"}' > .agent
+  echo '{"scheme": "OAuth", "data": {"clientId": "c0ffee"}}' > .credentials
+  echo '{"d": "private-key-of-the-agent"}' > .credentials_rsaparams
 fi
 `
 
-// runStub stands in for run.sh: it records its arguments and environment
-// (the job's environment) and prints what the agent prints. By default a
-// job reaches it at once and it exits; with STUB_RUN_BLOCK the job runs
-// until SIGTERM; with STUB_RUN_IDLE no job comes until SIGTERM, or until
-// STUB_RUN_JOB_AFTER seconds, when one does and runs STUB_RUN_JOB_SECONDS.
+// runStub stands in for run.sh: it records its arguments, its environment
+// (the job's), the process list and every file it could read that holds
+// the PAT, and prints what the agent prints. By default a job reaches it at
+// once and it exits; with STUB_RUN_BLOCK the job runs until SIGINT (the
+// agent cancels a job on SIGINT); with STUB_RUN_IDLE no job comes until
+// SIGTERM, or until STUB_RUN_JOB_AFTER seconds, when one does and runs
+// STUB_RUN_JOB_SECONDS.
 const runStub = `#!/usr/bin/env bash
 { printf 'run.sh'; printf ' %q' "$@"; printf '\n'; } >> "$STUB_LOG"
 env > "$STUB_DIR/job.env"
+ps -eo args > "$STUB_DIR/job.ps"
+# The test's copy of the PAT (in .stub) is the pattern; everything else is searched.
+grep -rl --exclude-dir=.stub -F -f "$STUB_DIR/.stub/pat" "$STUB_SEARCH" > "$STUB_DIR/job.files" 2>/dev/null || true
+[[ -e .credentials ]] && echo "run.sh: agent credentials present" >> "$STUB_LOG"
+trap 'echo "run.sh: INT (job cancelled)" >> "$STUB_LOG"; exit 2' INT
 echo "$(date -u '+%F %TZ'): Listening for Jobs"
 if [[ -n "${STUB_RUN_IDLE:-}" ]]; then
   trap 'echo "run.sh: TERM while idle" >> "$STUB_LOG"; exit 0' TERM
@@ -84,7 +97,7 @@ type harness struct {
 	agentID int
 	dir     string
 	env     []string
-	stderr  bytes.Buffer
+	stderr  lockedBuffer
 	cmd     *exec.Cmd
 }
 
@@ -109,20 +122,24 @@ func newHarness(t *testing.T, extraEnv ...string) *harness {
 	must(t, os.MkdirAll(agentDir, 0o755))
 	must(t, os.WriteFile(filepath.Join(agentDir, "config.sh"), []byte(configStub), 0o755))
 	must(t, os.WriteFile(filepath.Join(agentDir, "run.sh"), []byte(runStub), 0o755))
-	must(t, os.WriteFile(filepath.Join(h.dir, "pat"), []byte(pat+"\n"), 0o600))
+	must(t, os.MkdirAll(filepath.Join(agentDir, "externals", "node20", "bin"), 0o755))
+	must(t, os.WriteFile(filepath.Join(agentDir, "externals", "node20", "bin", "node"), []byte("#!/bin/sh\n"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(h.dir, ".stub"), 0o700))
+	must(t, os.WriteFile(filepath.Join(h.dir, ".stub", "pat"), []byte(pat+"\n"), 0o600))
 
 	h.env = []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + h.dir,
 		"AZP_URL=" + h.fake.OrgURL("contoso"),
 		"AZP_POOL=linux",
-		"AZP_TOKEN_FILE=" + filepath.Join(h.dir, "pat"),
+		"AZP_TOKEN_FILE=" + filepath.Join(h.dir, ".stub", "pat"),
 		"AZP_AGENT_NAME=" + agentName,
 		"AZP_WORK=" + filepath.Join(h.dir, "work"),
 		"AZP_AGENT_DIR=" + agentDir,
 		"AZP_REMOVE_DELAY=0.2",
 		"STUB_DIR=" + h.dir,
 		"STUB_LOG=" + filepath.Join(h.dir, "calls.log"),
+		"STUB_SEARCH=" + h.dir,
 		fmt.Sprintf("STUB_POOL_ID=%d", h.poolID),
 		fmt.Sprintf("STUB_AGENT_ID=%d", h.agentID),
 	}
@@ -130,11 +147,11 @@ func newHarness(t *testing.T, extraEnv ...string) *harness {
 	return h
 }
 
-func (h *harness) start() {
+func (h *harness) start(args ...string) {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	h.t.Cleanup(cancel)
-	h.cmd = exec.CommandContext(ctx, "bash", startScript())
+	h.cmd = exec.CommandContext(ctx, "bash", append([]string{startScript()}, args...)...)
 	h.cmd.Env = h.env
 	h.cmd.Stdout = &h.stderr
 	h.cmd.Stderr = &h.stderr
@@ -156,8 +173,35 @@ func (h *harness) wait() int {
 	return -1
 }
 
-func (h *harness) run() int {
-	h.start()
+// output is start.sh's output so far.
+func (h *harness) output() string { return h.stderr.String() }
+
+// lockedBuffer is start.sh's output, read while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}
+
+func (h *harness) run(args ...string) int {
+	h.start(args...)
 	return h.wait()
 }
 
@@ -249,11 +293,12 @@ func TestPATFromEnvironmentIsKeptFromTheJob(t *testing.T) {
 	}
 }
 
-// TestSIGTERMWhileJobRuns: the pod is told to stop mid-job. start.sh stops
-// the agent, then retries removal while Azure DevOps still sees the job
-// (HTTP 400), and succeeds once the job has finished.
-func TestSIGTERMWhileJobRuns(t *testing.T) {
-	h := newHarness(t, "STUB_RUN_BLOCK=1")
+// TestSIGTERMCancelsTheJobAfterTheStopTimeout (all-in-one mode, no stop
+// timeout): the job is cancelled at once (the agent gets SIGINT), and the
+// removal is retried while Azure DevOps still sees the job (HTTP 400)
+// until it has ended.
+func TestSIGTERMCancelsTheJobAfterTheStopTimeout(t *testing.T) {
+	h := newHarness(t, "STUB_RUN_BLOCK=1", "AZP_STOP_TIMEOUT=0")
 	req := h.org.QueueJob(h.poolID, fakeazdo.Job{})
 	must(t, h.org.AssignJob(req, h.agentID))
 	h.start()
@@ -264,13 +309,150 @@ func TestSIGTERMWhileJobRuns(t *testing.T) {
 		t.Fatal("agent deleted while its job was running")
 	}
 	must(t, h.org.FinishJob(req, "canceled"))
-	if rc := h.wait(); rc != 143 {
-		t.Errorf("exit %d, want 143 (SIGTERM)", rc)
+	if rc := h.wait(); rc == 0 {
+		t.Errorf("exit 0 for a cancelled job")
 	}
-	if h.count("run.sh: TERM") != 1 {
-		t.Errorf("run.sh was not stopped with SIGTERM: %q", h.calls())
+	if h.count("run.sh: INT (job cancelled)") != 1 {
+		t.Errorf("the job was not cancelled with SIGINT: %q", h.calls())
 	}
 	h.checkLifecycle()
+}
+
+// registerThenRun plays the pod: the register init container (with the
+// PAT), then the agent container (without it).
+func (h *harness) registerThenRun(runEnv ...string) int {
+	h.t.Helper()
+	state := filepath.Join(h.dir, "state")
+	externals := filepath.Join(h.dir, "shared-externals")
+	must(h.t, os.MkdirAll(externals, 0o755))
+	h.env = append(h.env, "AZP_STATE_DIR="+state, "AZP_EXTERNALS_DIR="+externals)
+	if rc := h.run("register"); rc != 0 {
+		h.t.Fatalf("register: exit %d", rc)
+	}
+	// The agent container: no PAT file mounted, no PAT in the environment.
+	env := h.env[:0:0]
+	for _, e := range h.env {
+		if !strings.HasPrefix(e, "AZP_TOKEN_FILE=") {
+			env = append(env, e)
+		}
+	}
+	h.env = append(append(env, "AZP_TOKEN_FILE=/var/run/secrets/azp/pat"), runEnv...)
+	h.stderr.Reset()
+	h.start("run")
+	return h.wait()
+}
+
+// The pod: the PAT is used by the register init container only. The agent
+// container's environment, its process list and every file it can read
+// hold no PAT; the agent runs with its own credentials, and the externals
+// are where the Docker daemon finds them.
+func TestPATNeverReachesTheAgentContainer(t *testing.T) {
+	h := newHarness(t)
+	if rc := h.registerThenRun(); rc != 0 {
+		t.Fatalf("run: exit %d", rc)
+	}
+	calls := h.calls()
+	if calls[0] != fmt.Sprintf("config.sh --unattended --url %s --auth PAT --pool linux --agent %s --work %s --replace --acceptTeeEula",
+		h.fake.OrgURL("contoso"), agentName, filepath.Join(h.dir, "work")) {
+		t.Errorf("register did not configure the agent: %q", calls)
+	}
+	if h.count("run.sh --once") != 1 || h.count("run.sh: agent credentials present") != 1 {
+		t.Errorf("the agent must run once with the credentials register left: %q", calls)
+	}
+	if h.count("config.sh remove") != 0 {
+		t.Errorf("the agent container has no PAT to remove the agent with; the sweeper does it: %q", calls)
+	}
+	for _, f := range []string{"job.env", "job.ps"} {
+		b, err := os.ReadFile(filepath.Join(h.dir, f))
+		must(t, err)
+		if bytes.Contains(b, []byte(pat)) {
+			t.Errorf("the PAT is in the agent container's %s", f)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(h.dir, "job.files")); len(bytes.TrimSpace(b)) != 0 {
+		t.Errorf("files readable by the job hold the PAT:\n%s", b)
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, "shared-externals", "node20", "bin", "node")); err != nil {
+		t.Errorf("the externals were not copied where the Docker daemon sees them: %v", err)
+	}
+	if strings.Contains(h.stderr.String(), pat) {
+		t.Error("the PAT is in start.sh's output")
+	}
+}
+
+// SIGTERM while a job runs: the job finishes (within AZP_STOP_TIMEOUT),
+// the agent is not cancelled, and start.sh exits 0.
+func TestSIGTERMLetsTheRunningJobFinish(t *testing.T) {
+	h := newHarness(t)
+	done := make(chan int, 1)
+	go func() {
+		done <- h.registerThenRun("STUB_RUN_IDLE=1", "STUB_RUN_JOB_AFTER=0", "STUB_RUN_JOB_SECONDS=3", "AZP_STOP_TIMEOUT=30")
+	}()
+	waitFor(t, func() bool { return strings.Contains(h.output(), "Running job: Build") })
+	stopped := time.Now()
+	must(t, h.cmd.Process.Signal(syscall.SIGTERM))
+	rc := <-done
+	if rc != 0 || h.count("run.sh: INT") != 0 || h.count("run.sh: TERM") != 0 {
+		t.Fatalf("exit %d, calls %q: the job must finish undisturbed", rc, h.calls())
+	}
+	if took := time.Since(stopped); took > 25*time.Second {
+		t.Errorf("took %v after SIGTERM, beyond the stop timeout", took)
+	}
+	if !strings.Contains(h.output(), "Job Build completed") || !strings.Contains(h.output(), "letting it finish") {
+		t.Errorf("output:\n%s", h.output())
+	}
+}
+
+// SIGTERM while idle: the agent leaves at once, exit 0.
+func TestSIGTERMWhileIdleLeavesAtOnce(t *testing.T) {
+	h := newHarness(t)
+	done := make(chan int, 1)
+	go func() { done <- h.registerThenRun("STUB_RUN_IDLE=1", "AZP_STOP_TIMEOUT=600") }()
+	waitFor(t, func() bool { return strings.Contains(h.output(), "Listening for Jobs") })
+	stopped := time.Now()
+	must(t, h.cmd.Process.Signal(syscall.SIGTERM))
+	if rc := <-done; rc != 0 {
+		t.Fatalf("exit %d", rc)
+	}
+	if took := time.Since(stopped); took > 10*time.Second || h.count("run.sh: TERM while idle") != 1 {
+		t.Errorf("took %v, calls %q: an idle agent leaves at once", took, h.calls())
+	}
+}
+
+// A job that outlives AZP_STOP_TIMEOUT after SIGTERM is cancelled.
+func TestSIGTERMCancelsAJobPastTheStopTimeout(t *testing.T) {
+	h := newHarness(t)
+	done := make(chan int, 1)
+	go func() { done <- h.registerThenRun("STUB_RUN_BLOCK=1", "AZP_STOP_TIMEOUT=1") }()
+	waitFor(t, func() bool { return h.count("run.sh --once") == 1 && strings.Contains(h.output(), "Running job: Build") })
+	must(t, h.cmd.Process.Signal(syscall.SIGTERM))
+	if rc := <-done; rc == 0 {
+		t.Fatal("a cancelled job exits 0")
+	}
+	if h.count("run.sh: INT (job cancelled)") != 1 || !strings.Contains(h.output(), "cancelling it") {
+		t.Fatalf("calls %q:\n%s", h.calls(), h.output())
+	}
+}
+
+// A registration that fails fails the init container, so the pod fails,
+// with a message that says why.
+func TestRegistrationFailureFailsThePod(t *testing.T) {
+	h := newHarness(t, "STUB_CONFIG_FAIL=1", "AZP_STATE_DIR="+t.TempDir())
+	if rc := h.run("register"); rc == 0 {
+		t.Fatal("register succeeded although config.sh failed")
+	}
+	if !strings.Contains(h.output(), "config.sh could not register agent "+agentName+" in pool linux") {
+		t.Errorf("unclear error:\n%s", h.output())
+	}
+	h2 := newHarness(t, "AZP_STATE_DIR="+t.TempDir())
+	h2.org.SetPATs("another-pat")
+	if rc := h2.run("register"); rc == 0 || !strings.Contains(h2.output(), "Azure DevOps rejected the PAT (HTTP 401)") {
+		t.Fatalf("exit %d:\n%s", rc, h2.output())
+	}
+	h3 := newHarness(t, "AZP_STATE_DIR="+t.TempDir())
+	if rc := h3.run("run"); rc == 0 || !strings.Contains(h3.output(), "did the register init container run?") {
+		t.Fatalf("run without a registration: exit %d:\n%s", rc, h3.output())
+	}
 }
 
 // An agent that no job reaches within AZP_IDLE_TIMEOUT leaves cleanly: the

@@ -1,6 +1,7 @@
 package charts
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
 )
 
 const scalerNS = "keda-scalers"
@@ -205,15 +207,27 @@ func mountedUnder(t *testing.T, c corev1.Container, paths ...string) {
 	}
 }
 
+// writeValues writes a values file for one test.
+func writeValues(t *testing.T, values string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "values.yaml")
+	if err := os.WriteFile(f, []byte(values), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+const minimalPool = "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}\nscaler: {address: 'a:6000'}\n"
+
 func TestAgentPoolChart(t *testing.T) {
 	orgs := config.WithPAT("contoso", "https://dev.azure.com/contoso", nil)
 	cases := []struct {
-		values    string
-		wantKinds []string
-		check     func(t *testing.T, pod corev1.PodSpec, objs []Object)
+		name, values string
+		wantKinds    []string
+		check        func(t *testing.T, pod corev1.PodSpec, objs []Object)
 	}{
 		{
-			values:    "ci/linux-dind-values.yaml",
+			name: "linux-dind", values: "ci/linux-dind-values.yaml",
 			wantKinds: []string{"ScaledJob"},
 			check: func(t *testing.T, pod corev1.PodSpec, objs []Object) {
 				dind := sidecar(t, pod)
@@ -223,30 +237,39 @@ func TestAgentPoolChart(t *testing.T) {
 				if !strings.HasSuffix(dind.Image, "-dind") {
 					t.Errorf("DinD image %s", dind.Image)
 				}
-				if !hasMount(agent(t, pod), "/azp/cache") {
-					t.Error("cache volume not mounted")
+				// Container jobs: the daemon sees what the agent hands to docker at the same paths.
+				for _, path := range []string{"/azp/agent/externals", "/azp/_work", "/azp/cache"} {
+					if !hasMount(agent(t, pod), path) || !hasMount(dind, path) {
+						t.Errorf("%s must be mounted in both the agent and the dind containers", path)
+					}
+				}
+				if q, ok := dind.Resources.Requests[corev1.ResourceEphemeralStorage]; !ok || q.String() != "50Gi" {
+					t.Errorf("DinD's 50Gi emptyDir must be requested as ephemeral storage, got %v", dind.Resources.Requests)
+				}
+				if q := agent(t, pod).Resources.Requests[corev1.ResourceEphemeralStorage]; q.String() != "20Gi" {
+					t.Errorf("the work directory must be requested as ephemeral storage, got %v", agent(t, pod).Resources.Requests)
 				}
 			},
 		},
 		{
-			values:    "ci/windows-no-dind-values.yaml",
-			wantKinds: []string{"ScaledJob", "Secret"},
+			name: "dind off", values: minimalPool + "dind: {enabled: false}\n",
+			wantKinds: []string{"ScaledJob"},
 			check: func(t *testing.T, pod corev1.PodSpec, objs []Object) {
-				if len(pod.InitContainers) != 0 {
-					t.Errorf("DinD off: want no init containers, got %d", len(pod.InitContainers))
+				if len(pod.InitContainers) != 1 || pod.InitContainers[0].Name != "register" {
+					t.Errorf("DinD off: want only the register init container, got %d", len(pod.InitContainers))
 				}
 				if _, ok := env(agent(t, pod), "DOCKER_HOST"); ok {
 					t.Error("DinD off: DOCKER_HOST must not be set")
 				}
 				for _, v := range pod.Volumes {
-					if v.Name == "docker-socket" || v.Name == "docker-storage" {
+					if v.Name == "docker-socket" || v.Name == "docker-storage" || v.Name == "externals" {
 						t.Errorf("DinD off: volume %s", v.Name)
 					}
 				}
 			},
 		},
 		{
-			values:    "ci/rootless-values.yaml",
+			name: "rootless", values: "ci/rootless-values.yaml",
 			wantKinds: []string{"ScaledJob", "TriggerAuthentication"},
 			check: func(t *testing.T, pod corev1.PodSpec, objs []Object) {
 				dind := sidecar(t, pod)
@@ -282,8 +305,12 @@ func TestAgentPoolChart(t *testing.T) {
 		},
 	}
 	for _, tc := range cases {
-		t.Run(filepath.Base(tc.values), func(t *testing.T) {
-			_, objs, notes, err := Render(poolRelease(), tc.values)
+		t.Run(tc.name, func(t *testing.T) {
+			values := tc.values
+			if strings.Contains(values, "\n") {
+				values = writeValues(t, values)
+			}
+			_, objs, notes, err := Render(poolRelease(), values)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -302,36 +329,62 @@ func TestAgentPoolChart(t *testing.T) {
 			if _, err := trigger.Parse(md, orgs); err != nil {
 				t.Errorf("the scaler rejects the chart's trigger metadata %v: %v", md, err)
 			}
-			if md["scalerAddress"] != "azdo-keda-scaler.keda-scalers.svc:6000" {
-				t.Errorf("scalerAddress %q", md["scalerAddress"])
+			if sj.Spec.Rollout.Strategy != "gradual" {
+				t.Errorf("rollout strategy %q: an upgrade must leave running Jobs alone (gradual)", sj.Spec.Rollout.Strategy)
 			}
 			job := sj.Spec.JobTargetRef
 			if job.Parallelism == nil || *job.Parallelism != 1 || job.Completions == nil || *job.Completions != 1 || job.BackoffLimit == nil || *job.BackoffLimit != 0 {
 				t.Error("each Job must run exactly one agent once, never retried")
 			}
-			pod := job.Template.Spec
+			tmpl := job.Template
+			if tmpl.Annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] != "false" || tmpl.Annotations["karpenter.sh/do-not-disrupt"] != "true" {
+				t.Errorf("eviction annotations missing: %v", tmpl.Annotations)
+			}
+			for k := range tmpl.Labels {
+				if k == "helm.sh/chart" || k == "app.kubernetes.io/version" {
+					t.Errorf("pod label %s changes with the chart's version", k)
+				}
+			}
+			pod := tmpl.Spec
 			if pod.RestartPolicy != corev1.RestartPolicyNever {
 				t.Errorf("restartPolicy %s", pod.RestartPolicy)
 			}
 			a := agent(t, pod)
-			for _, k := range []string{"AZP_URL", "AZP_POOL", "AZP_TOKEN_FILE", "AZP_WORK", "AZP_IDLE_TIMEOUT"} {
+			for _, k := range []string{"AZP_URL", "AZP_POOL", "AZP_WORK", "AZP_STATE_DIR", "AZP_IDLE_TIMEOUT", "AZP_STOP_TIMEOUT"} {
 				if _, ok := env(a, k); !ok {
 					t.Errorf("agent env lacks %s", k)
 				}
 			}
-			if v, _ := env(a, "AZP_POOL"); v.Value != md["poolName"] {
-				t.Errorf("AZP_POOL %q differs from the trigger's poolName %q", v.Value, md["poolName"])
+			if v, _ := env(a, "AZP_STOP_TIMEOUT"); v.Value != fmt.Sprint(*pod.TerminationGracePeriodSeconds-15) {
+				t.Errorf("AZP_STOP_TIMEOUT %q, want the grace period less 15s", v.Value)
 			}
 			if v, _ := env(a, "AZP_AGENT_NAME"); v.ValueFrom == nil || v.ValueFrom.FieldRef.FieldPath != "metadata.name" {
 				t.Error("AZP_AGENT_NAME must come from the pod name (downward API)")
 			}
-			for _, e := range a.Env {
-				if strings.Contains(strings.ToLower(e.Name), "token") && e.Name != "AZP_TOKEN_FILE" || e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-					t.Errorf("the PAT must reach the agent as a file, not env %s", e.Name)
+			// The PAT reaches the register init container only.
+			patVolume := ""
+			for _, v := range pod.Volumes {
+				if v.Secret != nil {
+					patVolume = v.Name
 				}
 			}
-			tokenFile, _ := env(a, "AZP_TOKEN_FILE")
-			mountedUnder(t, a, tokenFile.Value)
+			for _, c := range append(pod.Containers, pod.InitContainers...) {
+				mounted := slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == patVolume })
+				if c.Name == "register" != mounted {
+					t.Errorf("container %s: PAT volume mounted=%v; only register may mount it", c.Name, mounted)
+				}
+				for _, e := range c.Env {
+					if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil || c.Name != "register" && strings.Contains(strings.ToLower(e.Name), "token") {
+						t.Errorf("container %s: env %s carries a secret", c.Name, e.Name)
+					}
+				}
+			}
+			reg := pod.InitContainers[0]
+			if reg.Name != "register" || !slices.Equal(reg.Args, []string{"register"}) || !slices.Equal(a.Args, []string{"run"}) {
+				t.Errorf("register runs first (start.sh register), the agent runs start.sh run: %v, %v", reg.Args, a.Args)
+			}
+			tokenFile, _ := env(reg, "AZP_TOKEN_FILE")
+			mountedUnder(t, reg, tokenFile.Value)
 			if a.SecurityContext == nil || a.SecurityContext.RunAsNonRoot == nil || !*a.SecurityContext.RunAsNonRoot {
 				t.Error("the agent must run as non-root")
 			}
@@ -340,6 +393,77 @@ func TestAgentPoolChart(t *testing.T) {
 			}
 			tc.check(t, pod, objs)
 		})
+	}
+}
+
+// A new chart version alone changes nothing of the pod template, so an
+// upgrade that only bumps the chart leaves KEDA's Jobs alone.
+func TestChartVersionBumpKeepsThePodTemplate(t *testing.T) {
+	templates := map[string]bool{}
+	for _, version := range []string{"0.1.0", "0.2.0"} {
+		rel := poolRelease()
+		rel.ChartVersion = version
+		_, objs, _, err := Render(rel, "ci/linux-dind-values.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sj, _ := Find[*kedav1alpha1.ScaledJob](objs)
+		b, err := yaml.Marshal(sj.Spec.JobTargetRef.Template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		templates[string(b)] = true
+	}
+	if len(templates) != 1 {
+		t.Fatal("the pod template changed with the chart version")
+	}
+}
+
+// Everything a platform team sets on agent pods: each value reaches the
+// pod, extra volumes are mounted in both the agent and the daemon, and
+// podSpecOverride is merged last.
+func TestOpenPodTemplate(t *testing.T) {
+	f := writeValues(t, minimalPool+`runtimeClassName: sysbox-runc
+priorityClassName: ci-low
+serviceAccount: {name: agents, automountToken: true}
+topologySpreadConstraints: [{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway}]
+envFrom: [{configMapRef: {name: proxy}}]
+extraVolumes: [{name: ca, configMap: {name: corporate-ca}}]
+extraVolumeMounts: [{name: ca, mountPath: /etc/ssl/corporate}]
+extraContainers: [{name: log-shipper, image: fluent-bit:3}]
+extraInitContainers: [{name: warm-cache, image: busybox:1}]
+dind: {mtu: 1400}
+podAnnotations: {karpenter.sh/do-not-disrupt: "false", team: a}
+podSpecOverride: {dnsPolicy: None, dnsConfig: {nameservers: [10.0.0.10]}}
+`)
+	_, objs, _, err := Render(poolRelease(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sj, _ := Find[*kedav1alpha1.ScaledJob](objs)
+	tmpl := sj.Spec.JobTargetRef.Template
+	pod := tmpl.Spec
+	if pod.RuntimeClassName == nil || *pod.RuntimeClassName != "sysbox-runc" || pod.PriorityClassName != "ci-low" ||
+		pod.ServiceAccountName != "agents" || !*pod.AutomountServiceAccountToken || len(pod.TopologySpreadConstraints) != 1 {
+		t.Errorf("pod spec: %+v", pod)
+	}
+	if pod.DNSPolicy != corev1.DNSNone || pod.DNSConfig == nil || pod.DNSConfig.Nameservers[0] != "10.0.0.10" {
+		t.Errorf("podSpecOverride not merged: %v %v", pod.DNSPolicy, pod.DNSConfig)
+	}
+	a, dind := agent(t, pod), sidecar(t, pod)
+	if len(a.EnvFrom) != 1 || !hasMount(a, "/etc/ssl/corporate") || !hasMount(dind, "/etc/ssl/corporate") {
+		t.Error("envFrom and the extra volume must reach the agent, and the volume the daemon too")
+	}
+	if v, _ := env(a, "AGENT_DOCKER_MTU_VALUE"); v.Value != "1400" || !slices.Contains(dind.Args, "--mtu=1400") {
+		t.Errorf("MTU: agent %q, dind %v", v.Value, dind.Args)
+	}
+	if !slices.ContainsFunc(pod.Containers, func(c corev1.Container) bool { return c.Name == "log-shipper" }) ||
+		!slices.ContainsFunc(pod.InitContainers, func(c corev1.Container) bool { return c.Name == "warm-cache" }) {
+		t.Error("extra containers missing")
+	}
+	if tmpl.Annotations["karpenter.sh/do-not-disrupt"] != "false" || tmpl.Annotations["team"] != "a" ||
+		tmpl.Annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] != "false" {
+		t.Errorf("podAnnotations must override the eviction defaults one by one: %v", tmpl.Annotations)
 	}
 }
 
@@ -383,10 +507,14 @@ func TestPoolRoutingValues(t *testing.T) {
 // sidecar checks the DinD native-sidecar contract and returns the container.
 func sidecar(t *testing.T, pod corev1.PodSpec) corev1.Container {
 	t.Helper()
-	if len(pod.InitContainers) != 1 {
-		t.Fatalf("want the DinD sidecar as the one init container, got %d", len(pod.InitContainers))
+	i := slices.IndexFunc(pod.InitContainers, func(c corev1.Container) bool { return c.Name == "dind" })
+	if i < 0 {
+		t.Fatal("no dind sidecar among the init containers")
 	}
-	d := pod.InitContainers[0]
+	if j := slices.IndexFunc(pod.InitContainers, func(c corev1.Container) bool { return c.Name == "register" }); j > i {
+		t.Error("register must come before dind: it copies the externals dind mounts")
+	}
+	d := pod.InitContainers[i]
 	if d.RestartPolicy == nil || *d.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 		t.Error("DinD must be a native sidecar (restartPolicy: Always) so the Job completes when the agent exits")
 	}

@@ -62,9 +62,10 @@ var newTyped = map[string]func() any{
 
 // Release names what Render installs.
 type Release struct {
-	Chart     string // directory name under charts/
-	Name      string
-	Namespace string
+	Chart        string // directory name under charts/
+	Name         string
+	Namespace    string
+	ChartVersion string // overrides Chart.yaml's version when set
 }
 
 // Render runs a client-only `helm install` of the chart with the values
@@ -74,6 +75,9 @@ func Render(rel Release, valuesFiles ...string) (manifest string, objs []Object,
 	ch, err := loader.Load(ChartDir(rel.Chart))
 	if err != nil {
 		return "", nil, "", err
+	}
+	if rel.ChartVersion != "" {
+		ch.Metadata.Version = rel.ChartVersion
 	}
 	vals := map[string]any{}
 	for _, f := range valuesFiles {

@@ -4,7 +4,15 @@
 package dockerfiles
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -177,15 +185,135 @@ func TestAgentDockerfile(t *testing.T) {
 	if !strings.HasSuffix(ep, "/azp/start.sh") {
 		t.Errorf("ENTRYPOINT %q: want start.sh", ep)
 	}
-	// The agent package is fetched at build time, pinned by AGENT_VERSION.
-	var fetched bool
-	for _, c := range d.stages[len(d.stages)-1].Commands {
-		if r, ok := c.(*instructions.RunCommand); ok && strings.Contains(strings.Join(r.CmdLine, " "), "vsts-agent-linux-x64-${AGENT_VERSION}.tar.gz") {
-			fetched = true
+	var fetched, plugins bool
+	final := d.stages[len(d.stages)-1]
+	for _, c := range final.Commands {
+		switch c := c.(type) {
+		case *instructions.RunCommand:
+			// The agent package is fetched and verified at build time, at
+			// AGENT_VERSION and BuildKit's TARGETARCH.
+			if strings.Contains(strings.Join(c.CmdLine, " "), `fetch-agent.sh "${AGENT_VERSION}" "${TARGETARCH}" /azp/agent`) {
+				fetched = true
+			}
+		case *instructions.CopyCommand:
+			srcs := strings.Join(c.SourcePaths, " ")
+			if c.From == "docker-cli" && strings.Contains(srcs, "docker-buildx") && strings.Contains(srcs, "docker-compose") {
+				plugins = true
+			}
 		}
 	}
 	if !fetched {
-		t.Error("the agent package must be fetched at build time, at AGENT_VERSION")
+		t.Error("the agent package must be fetched (and verified) by fetch-agent.sh at AGENT_VERSION and TARGETARCH")
+	}
+	if !plugins {
+		t.Error("the image must have the buildx and compose plugins")
+	}
+	var targetArch bool
+	for _, c := range final.Commands {
+		if a, ok := c.(*instructions.ArgCommand); ok {
+			for _, kv := range a.Args {
+				targetArch = targetArch || kv.Key == "TARGETARCH"
+			}
+		}
+	}
+	if !targetArch {
+		t.Error("the image must be built per architecture (ARG TARGETARCH)")
+	}
+}
+
+// fakePackage serves one agent package, as Microsoft's download site does.
+func fakePackage(t *testing.T, file string, body []byte) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/4.261.0/"+file {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// tarball is a gzipped tar holding bin/Agent.Listener.
+func tarball(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	content := []byte("#!/bin/sh\n")
+	if err := tw.WriteHeader(&tar.Header{Name: "bin/Agent.Listener", Mode: 0o755, Size: int64(len(content))}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = tw.Write(content)
+	_ = tw.Close()
+	_ = gz.Close()
+	return buf.Bytes()
+}
+
+// fetch-agent.sh, the build step that installs the agent: for each
+// architecture it verifies the package's SHA-256 and fails the build on a
+// missing or wrong one; an unknown architecture fails too.
+func TestFetchAgentVerifiesEveryArchitecture(t *testing.T) {
+	pkg := tarball(t)
+	sum := fmt.Sprintf("%x", sha256.Sum256(pkg))
+	for arch, file := range map[string]string{"amd64": "vsts-agent-linux-x64-4.261.0.tar.gz", "arm64": "vsts-agent-linux-arm64-4.261.0.tar.gz"} {
+		base := fakePackage(t, file, pkg)
+		for _, c := range []struct {
+			name, sums, want string
+			ok               bool
+		}{
+			{"pinned and matching", sum + "  " + file + "\n", "verified and unpacked", true},
+			{"pinned, not matching", strings.Repeat("0", 64) + "  " + file + "\n", "does not match its pinned SHA-256", false},
+			{"not pinned", "# nothing yet\n", "no SHA-256 for " + file, false},
+			{"pinned for the other architecture only", sum + "  vsts-agent-linux-other-4.261.0.tar.gz\n", "no SHA-256 for " + file, false},
+		} {
+			dir := t.TempDir()
+			sumsFile := filepath.Join(dir, "sums")
+			if err := os.WriteFile(sumsFile, []byte(c.sums), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("bash", repo("deploy/agent/fetch-agent.sh"), "4.261.0", arch, filepath.Join(dir, "agent"))
+			cmd.Env = append(os.Environ(), "AGENT_SHA256_FILE="+sumsFile, "AGENT_BASE_URL="+base)
+			out, err := cmd.CombinedOutput()
+			if (err == nil) != c.ok || !strings.Contains(string(out), c.want) {
+				t.Errorf("%s, %s: err %v, output %s", arch, c.name, err, out)
+			}
+			_, statErr := os.Stat(filepath.Join(dir, "agent", "bin", "Agent.Listener"))
+			if (statErr == nil) != c.ok {
+				t.Errorf("%s, %s: unpacked = %v", arch, c.name, statErr == nil)
+			}
+		}
+	}
+	out, err := exec.Command("bash", repo("deploy/agent/fetch-agent.sh"), "4.261.0", "", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no agent package for architecture ''") {
+		t.Errorf("no TARGETARCH: %v %s", err, out)
+	}
+}
+
+// The checksum file: every line is "<sha256>  <package of the pinned
+// version>"; a line for another version is a mistake.
+func TestAgentChecksumFileMatchesTheVersion(t *testing.T) {
+	d := parse(t, "deploy/agent/Dockerfile")
+	version := ""
+	for _, c := range d.stages[len(d.stages)-1].Commands {
+		if a, ok := c.(*instructions.ArgCommand); ok {
+			for _, kv := range a.Args {
+				if kv.Key == "AGENT_VERSION" && kv.Value != nil {
+					version = *kv.Value
+				}
+			}
+		}
+	}
+	b, err := os.ReadFile(repo("deploy/agent/agent-packages.sha256"))
+	if err != nil || version == "" {
+		t.Fatalf("version %q, %v", version, err)
+	}
+	line := regexp.MustCompile(`^[0-9a-f]{64}  vsts-agent-linux-(x64|arm64)-` + regexp.QuoteMeta(version) + `\.tar\.gz$`)
+	for i, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") && !line.MatchString(l) {
+			t.Errorf("agent-packages.sha256:%d is not a checksum of a %s package: %q", i+1, version, l)
+		}
 	}
 }
 

@@ -580,3 +580,23 @@ func randomName(n int) string {
 	}
 	return string(b)
 }
+
+// helmUpgrade is a real `helm upgrade` of a release, with new values.
+func helmUpgrade(t *testing.T, chart, namespace, release string, values map[string]any) {
+	t.Helper()
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig, flags.Namespace = &env.cluster.Kubeconfig, &namespace
+	cfg := new(action.Configuration)
+	if err := cfg.Init(flags, namespace, "secret", func(string, ...any) {}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := loader.Load(charts.ChartDir(chart))
+	if err != nil {
+		t.Fatal(err)
+	}
+	upgrade := action.NewUpgrade(cfg)
+	upgrade.Namespace, upgrade.Timeout = namespace, time.Minute
+	if _, err := upgrade.Run(release, ch, values); err != nil {
+		t.Fatalf("helm upgrade %s %s -n %s: %v", release, chart, namespace, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -552,4 +553,59 @@ func TestSweeperOnTheReplicaKEDADoesNotCall(t *testing.T) {
 	}
 	record("11 replicas: KEDA calls replica-called, replica-leader holds the Lease; the stale and the finished agent removed in %s by replica-leader; placeholder %s and parent %s kept for three more sweeps",
 		d.Round(100*time.Millisecond), placeholder, parent)
+}
+
+// Scenario 12: `helm upgrade` of a pool while one of its Jobs runs a
+// pipeline job. With the chart's gradual rollout the running Job is left
+// to finish, and new Jobs use the new template; with KEDA's immediate
+// rollout (the control) the running Job is deleted.
+func TestChartUpgradeKeepsRunningJobs(t *testing.T) {
+	ns := "e2e-upgrade"
+	upgradeOnce := func(release, pool, strategy string) (kept bool, newLabel string) {
+		t.Helper()
+		id := env.contoso.AddPool(pool)
+		vals := poolValues("contoso", pool, linuxCaps)
+		vals["scaledJob"].(map[string]any)["rollout"] = map[string]any{"strategy": strategy}
+		helmInstall(t, "azdo-agent-pool", ns, release, vals)
+		waitReconciled(t, ns, release)
+		env.contoso.QueueJob(id, linuxJob)
+		waitJobs(t, ns, release, 1, appear)
+		running := jobs(t, ns, release)[0].Name
+
+		vals["podLabels"] = map[string]any{"template": "v2"}
+		helmUpgrade(t, "azdo-agent-pool", ns, release, vals)
+		waitFor(t, "KEDA to reconcile the new generation", time.Minute, func() bool {
+			sj := scaledJobStatus(t, ns, release)
+			ready := sj.Status.Conditions.GetReadyCondition()
+			return sj.Generation > 1 && ready.IsTrue()
+		})
+		time.Sleep(3 * pollingInterval)
+		kept = slices.ContainsFunc(jobs(t, ns, release), func(j batchv1.Job) bool { return j.Name == running && !finished(j) })
+		env.contoso.QueueJob(id, linuxJob)
+		waitFor(t, "a Job for the new job", appear+5*time.Second, func() bool {
+			for _, j := range jobs(t, ns, release) {
+				if j.Name != running {
+					newLabel = j.Spec.Template.Labels["template"]
+					return true
+				}
+			}
+			return false
+		})
+		return kept, newLabel
+	}
+	kept, label := upgradeOnce("gradual", "upgrade-gradual", "gradual")
+	if !kept {
+		t.Fatal("gradual: the upgrade deleted the Job of a running pipeline job")
+	}
+	if label != "v2" {
+		t.Fatalf("gradual: the new Job's template has label %q, want the upgraded v2", label)
+	}
+	for _, j := range jobs(t, ns, "gradual") {
+		completeJob(t, j) // the running pipeline job ends: its Job completes normally
+	}
+	keptImmediate, _ := upgradeOnce("immediate", "upgrade-immediate", "immediate")
+	if keptImmediate {
+		t.Fatal("control: KEDA's immediate rollout kept the running Job, so this test could not tell the strategies apart")
+	}
+	record("12 upgrade: with rollout gradual the running Job survived helm upgrade and a new job got a Job from the new template; the control with immediate lost its running Job")
 }

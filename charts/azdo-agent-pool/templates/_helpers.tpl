@@ -2,9 +2,14 @@
 {{- .Release.Name | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
 
-{{- define "azdo-agent-pool.labels" -}}
+{{/* Labels of the agent pods: none changes with the chart's version. */}}
+{{- define "azdo-agent-pool.selectorLabels" -}}
 app.kubernetes.io/name: azdo-agent-pool
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "azdo-agent-pool.labels" -}}
+{{ include "azdo-agent-pool.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}

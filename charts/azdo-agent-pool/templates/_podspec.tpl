@@ -1,0 +1,211 @@
+{{/*
+The agent pod. Three containers share it:
+  - register (init): the only one with the PAT; registers the agent and leaves its own
+    configuration and credentials in the state volume, and a copy of the agent's externals
+    in the externals volume;
+  - dind (native sidecar): Docker on a unix socket; sees the work directory, the externals,
+    the cache and the extra volumes at the agent's own paths, so container jobs work;
+  - agent: runs one job with the agent's credentials only. No PAT is mounted here.
+*/}}
+{{- define "azdo-agent-pool.podSpec" -}}
+{{- $sock := "/var/run/dind" -}}
+{{- $externals := "/azp/agent/externals" -}}
+{{- $state := "/azp/state" -}}
+{{- $image := printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- $sharedMounts := list (dict "name" "work" "mountPath" .Values.azp.workDir) -}}
+{{- if .Values.dind.enabled }}{{ $sharedMounts = append $sharedMounts (dict "name" "externals" "mountPath" $externals) }}{{ end -}}
+{{- if .Values.cache.enabled }}{{ $sharedMounts = append $sharedMounts (dict "name" "cache" "mountPath" .Values.cache.mountPath) }}{{ end -}}
+{{- $sharedMounts = concat $sharedMounts .Values.extraVolumeMounts -}}
+{{- $agentResources := deepCopy .Values.resources -}}
+{{- if not (hasKey ($agentResources.requests | default dict) "ephemeral-storage") -}}
+{{- $_ := set $agentResources "requests" (merge (dict "ephemeral-storage" .Values.azp.workStorage) ($agentResources.requests | default dict)) -}}
+{{- end -}}
+{{- $dindResources := deepCopy .Values.dind.resources -}}
+{{- if and (eq .Values.dind.storage.type "emptyDir") (not (hasKey ($dindResources.requests | default dict) "ephemeral-storage")) -}}
+{{- $_ := set $dindResources "requests" (merge (dict "ephemeral-storage" .Values.dind.storage.size) ($dindResources.requests | default dict)) -}}
+{{- end -}}
+restartPolicy: Never
+terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+automountServiceAccountToken: {{ .Values.serviceAccount.automountToken }}
+{{- with .Values.serviceAccount.name }}
+serviceAccountName: {{ . }}
+{{- end }}
+{{- with .Values.runtimeClassName }}
+runtimeClassName: {{ . }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+initContainers:
+  - name: register
+    image: {{ $image | quote }}
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    args: [register]
+    env:
+      - {name: AZP_URL, value: {{ required "azp.url is required" .Values.azp.url | quote }}}
+      - {name: AZP_POOL, value: {{ required "azp.pool is required" .Values.azp.pool | quote }}}
+      - name: AZP_AGENT_NAME
+        valueFrom: {fieldRef: {fieldPath: metadata.name}}
+      - {name: AZP_TOKEN_FILE, value: /var/run/secrets/azp/pat}
+      - {name: AZP_WORK, value: {{ .Values.azp.workDir | quote }}}
+      - {name: AZP_STATE_DIR, value: {{ $state }}}
+      {{- if .Values.dind.enabled }}
+      - {name: AZP_EXTERNALS_DIR, value: /azp/externals-copy}
+      {{- end }}
+    securityContext:
+      {{- toYaml .Values.securityContext | nindent 6 }}
+    resources:
+      {{- toYaml .Values.register.resources | nindent 6 }}
+    volumeMounts:
+      - {name: pat, mountPath: /var/run/secrets/azp, readOnly: true}
+      - {name: state, mountPath: {{ $state }}}
+      {{- if .Values.dind.enabled }}
+      - {name: externals, mountPath: /azp/externals-copy}
+      {{- end }}
+  {{- if .Values.dind.enabled }}
+  # Docker-in-Docker as a native sidecar (restartPolicy: Always): it starts after register, the
+  # agent waits for its startup probe, and it is stopped only after the agent has exited.
+  - name: dind
+    # Rootless uses the image's -rootless variant of the same Docker release.
+    image: "{{ .Values.dind.image.repository }}:{{ .Values.dind.image.tag }}{{ if .Values.dind.rootless }}-rootless{{ end }}"
+    imagePullPolicy: {{ .Values.dind.image.pullPolicy }}
+    restartPolicy: Always
+    {{- if .Values.dind.rootless }}
+    command: [dockerd-entrypoint.sh]
+    args: ["--host=unix://{{ $sock }}/docker.sock"{{ with .Values.dind.mtu }}, "--mtu={{ . }}"{{ end }}]
+    env:
+      - {name: DOCKER_TLS_CERTDIR, value: ""}
+      - {name: XDG_RUNTIME_DIR, value: {{ $sock }}}
+    securityContext:
+      runAsUser: 1000
+      runAsGroup: 1000
+      privileged: false
+      seccompProfile: {type: Unconfined}
+      appArmorProfile: {type: Unconfined}
+    {{- else }}
+    # Only a unix socket on a shared emptyDir: no TCP port, so no TLS-off daemon on the network.
+    args: ["--host=unix://{{ $sock }}/docker.sock", "--group=1000"{{ with .Values.dind.mtu }}, "--mtu={{ . }}"{{ end }}]
+    env:
+      - {name: DOCKER_TLS_CERTDIR, value: ""}
+    securityContext:
+      # Docker-in-Docker needs a privileged container (or rootless, above).
+      privileged: true
+    {{- end }}
+    startupProbe:
+      exec:
+        command: [docker, "--host=unix://{{ $sock }}/docker.sock", info]
+      periodSeconds: 2
+      failureThreshold: 60
+    resources:
+      {{- toYaml $dindResources | nindent 6 }}
+    volumeMounts:
+      - {name: docker-socket, mountPath: {{ $sock }}}
+      - {name: docker-storage, mountPath: {{ if .Values.dind.rootless }}/home/rootless/.local/share/docker{{ else }}/var/lib/docker{{ end }}}
+      {{- toYaml $sharedMounts | nindent 6 }}
+  {{- end }}
+  {{- with .Values.extraInitContainers }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+containers:
+  - name: agent
+    image: {{ $image | quote }}
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    args: [run]
+    env:
+      - {name: AZP_URL, value: {{ .Values.azp.url | quote }}}
+      - {name: AZP_POOL, value: {{ .Values.azp.pool | quote }}}
+      - name: AZP_AGENT_NAME
+        valueFrom: {fieldRef: {fieldPath: metadata.name}}
+      - {name: AZP_WORK, value: {{ .Values.azp.workDir | quote }}}
+      - {name: AZP_STATE_DIR, value: {{ $state }}}
+      - {name: AZP_IDLE_TIMEOUT, value: {{ .Values.azp.idleTimeoutSeconds | quote }}}
+      # A running job may finish within the grace period, less 15s to cancel it cleanly.
+      - {name: AZP_STOP_TIMEOUT, value: {{ max 0 (sub .Values.terminationGracePeriodSeconds 15) | quote }}}
+      {{- if .Values.dind.enabled }}
+      - {name: DOCKER_HOST, value: "unix://{{ $sock }}/docker.sock"}
+      {{- with .Values.dind.mtu }}
+      - {name: AGENT_DOCKER_MTU_VALUE, value: {{ . | quote }}}
+      {{- end }}
+      {{- end }}
+      {{- with .Values.extraEnv }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with .Values.envFrom }}
+    envFrom:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    securityContext:
+      {{- toYaml .Values.securityContext | nindent 6 }}
+    resources:
+      {{- toYaml $agentResources | nindent 6 }}
+    volumeMounts:
+      - {name: state, mountPath: {{ $state }}, readOnly: true}
+      {{- if .Values.dind.enabled }}
+      - {name: docker-socket, mountPath: {{ $sock }}}
+      {{- end }}
+      {{- toYaml $sharedMounts | nindent 6 }}
+  {{- with .Values.extraContainers }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+volumes:
+  - name: pat
+    secret:
+      secretName: {{ include "azdo-agent-pool.patSecret" . }}
+      defaultMode: 0440
+      items:
+        - {key: {{ .Values.azp.secretKey }}, path: pat}
+  - name: state
+    emptyDir: {sizeLimit: 16Mi}
+  - name: work
+    emptyDir: {sizeLimit: {{ .Values.azp.workStorage }}}
+  {{- if .Values.dind.enabled }}
+  - name: externals
+    emptyDir: {sizeLimit: 2Gi}
+  - name: docker-socket
+    emptyDir: {}
+  {{- if eq .Values.dind.storage.type "ephemeral" }}
+  - name: docker-storage
+    ephemeral:
+      volumeClaimTemplate:
+        spec:
+          accessModes: [ReadWriteOnce]
+          {{- with .Values.dind.storage.storageClassName }}
+          storageClassName: {{ . }}
+          {{- end }}
+          resources:
+            requests: {storage: {{ .Values.dind.storage.size }}}
+  {{- else }}
+  - name: docker-storage
+    emptyDir: {sizeLimit: {{ .Values.dind.storage.size }}}
+  {{- end }}
+  {{- end }}
+  {{- if .Values.cache.enabled }}
+  - name: cache
+    {{- toYaml .Values.cache.volume | nindent 4 }}
+  {{- end }}
+  {{- with .Values.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
