@@ -424,7 +424,9 @@ func TestSIGTERMCancelsAJobPastTheStopTimeout(t *testing.T) {
 	h := newHarness(t)
 	done := make(chan int, 1)
 	go func() { done <- h.registerThenRun("STUB_RUN_BLOCK=1", "AZP_STOP_TIMEOUT=1") }()
-	waitFor(t, func() bool { return h.count("run.sh --once") == 1 && strings.Contains(h.output(), "Running job: Build") })
+	waitFor(t, func() bool {
+		return h.count("run.sh --once") == 1 && strings.Contains(h.output(), "Running job: Build")
+	})
 	must(t, h.cmd.Process.Signal(syscall.SIGTERM))
 	if rc := <-done; rc == 0 {
 		t.Fatal("a cancelled job exits 0")
