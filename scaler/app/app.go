@@ -129,7 +129,8 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, secretS
 		sources = append(sources, c)
 	}
 	inst.Registry = pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: flags.RefreshInterval, StaleAfter: flags.StaleAfter,
-		IdleAfter: flags.PollerIdle, AttemptTimeout: flags.AzdoTimeout, Observer: m, Logger: log})
+		IdleAfter: flags.PollerIdle, AttemptTimeout: flags.AzdoTimeout, MinRefresh: flags.MinRefresh, DemandWait: flags.DemandWait,
+		Observer: m, Logger: log})
 	inst.Router = routing.NewRouter(routing.Options{Warmup: flags.RoutingWarmup, ForgetAfterPolls: flags.TriggerForgetPolls,
 		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Observer: m, Logger: log})
 	svc := service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add, Router: inst.Router})

@@ -33,6 +33,8 @@ type Flags struct {
 	TLSClientCAFile string
 
 	RefreshInterval time.Duration
+	MinRefresh      time.Duration
+	DemandWait      time.Duration
 	StaleAfter      time.Duration
 	PollerIdle      time.Duration
 	AzdoTimeout     time.Duration
@@ -99,7 +101,9 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.StringVar(&f.TLSCertFile, "grpc-tls-cert", "", "server certificate for gRPC TLS (KEDA's enableTLS/caCert)")
 	fs.StringVar(&f.TLSKeyFile, "grpc-tls-key", "", "server key for gRPC TLS")
 	fs.StringVar(&f.TLSClientCAFile, "grpc-tls-client-ca", "", "CA that client certificates must chain to (KEDA's tlsClientCert/tlsClientKey); requires them")
-	fs.DurationVar(&f.RefreshInterval, "refresh-interval", 10*time.Second, "how often each pool's job requests are fetched from Azure DevOps")
+	fs.DurationVar(&f.RefreshInterval, "refresh-interval", 10*time.Second, "how often each pool in use is fetched from Azure DevOps when no call asks sooner")
+	fs.DurationVar(&f.MinRefresh, "min-refresh-interval", 2*time.Second, "a call that finds a pool's data older than this refreshes it first, once for all callers (at most one call per pool per interval; cut to --refresh-interval)")
+	fs.DurationVar(&f.DemandWait, "refresh-wait", 2*time.Second, "how long a call waits for that refresh before it answers from the data it has")
 	fs.DurationVar(&f.StaleAfter, "stale-after", 2*time.Minute, "while Azure DevOps fails, keep answering from data at most this old; then answer Unavailable")
 	fs.DurationVar(&f.PollerIdle, "poller-idle-timeout", 10*time.Minute, "stop polling a pool no trigger asked for in this long")
 	fs.DurationVar(&f.AzdoTimeout, "azdo-timeout", 10*time.Second, "timeout of one Azure DevOps request")
@@ -176,6 +180,9 @@ func (f *Flags) validate() error {
 	var errs []error
 	if f.RefreshInterval < time.Second {
 		errs = append(errs, errors.New("--refresh-interval must be at least 1s"))
+	}
+	if f.MinRefresh < 100*time.Millisecond || f.DemandWait <= 0 {
+		errs = append(errs, errors.New("--min-refresh-interval must be at least 100ms, and --refresh-wait positive"))
 	}
 	if f.StaleAfter < f.RefreshInterval {
 		errs = append(errs, errors.New("--stale-after must be at least --refresh-interval"))

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,21 +14,10 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
+	testingclock "k8s.io/utils/clock/testing"
 )
 
 const pat = "placeholder-test-pat-0123"
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 type fixture struct {
 	fake   *fakeazdo.Server
@@ -37,7 +25,7 @@ type fixture struct {
 	pool   int
 	client *azdo.Client
 	router *routing.Router
-	clock  *clock
+	clock  *testingclock.FakeClock
 	logs   *bytes.Buffer
 }
 
@@ -57,7 +45,7 @@ func newFixture(t *testing.T) *fixture {
 	logs := &bytes.Buffer{}
 	log := logrus.New()
 	log.SetOutput(logs)
-	clk := &clock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
 	r := routing.NewRouter(routing.Options{ForgetMin: time.Minute, ForgetMax: time.Minute, Now: clk.Now, Logger: log})
 	return &fixture{fake: s, org: org, pool: org.AddPool("linux"), client: c, router: r, clock: clk, logs: logs}
 }
@@ -154,7 +142,7 @@ func TestUnneededPlaceholderRemovedAfterGrace(t *testing.T) {
 	}
 	// The gpu ScaledJob is deleted: linux-docker keeps asking, gpu does not.
 	for range 130 {
-		f.clock.Add(30 * time.Second)
+		f.clock.Step(30 * time.Second)
 		f.ask("linux-docker", linuxDocker)
 		k.Once(context.Background())
 		if f.clock.Now().Sub(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)) < 61*time.Minute {

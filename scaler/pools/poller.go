@@ -13,7 +13,8 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 )
 
-// Poller refreshes one pool's snapshot every RefreshInterval.
+// Poller refreshes one pool's snapshot every RefreshInterval, and sooner
+// when a call finds it older than MinRefresh (one refresh for all callers).
 type Poller struct {
 	registry *Registry
 	src      Source
@@ -34,29 +35,36 @@ type Poller struct {
 	inFlight time.Time // start of the refresh under way; zero when none
 	// attemptErr is the latest failed attempt of the refresh under way,
 	// known before the refresh's retries end.
-	attemptErr error
+	attemptErr  error
+	lastAttempt time.Time     // start of the last refresh, good or bad
+	pending     bool          // a call asked for a refresh that has not started yet
+	wake        chan struct{} // asks the run loop for that refresh
 }
 
 var errNoDataYet = errors.New("the first snapshot is not there yet")
 
 func newPoller(r *Registry, src Source, k Key, name string) *Poller {
-	return &Poller{registry: r, src: src, key: k, name: name, started: time.Now(),
+	return &Poller{registry: r, src: src, key: k, name: name, started: r.opts.Now(),
 		log:   r.log.WithFields(logrus.Fields{"organization": k.Organization, "pool": name, "poolID": k.PoolID}),
-		ready: make(chan struct{}), changed: make(chan struct{})}
+		ready: make(chan struct{}), changed: make(chan struct{}), wake: make(chan struct{}, 1)}
 }
 
+// run refreshes at once, then RefreshInterval after each refresh, or when
+// a call asks for it (Snapshot): never more than once per MinRefresh.
 func (p *Poller) run() {
 	o := p.registry.opts
 	p.log.Info("polling pool")
-	ticker := time.NewTicker(o.RefreshInterval)
-	defer ticker.Stop()
+	timer := time.NewTimer(o.RefreshInterval)
+	defer timer.Stop()
 	for {
 		p.refresh()
+		timer.Reset(o.RefreshInterval)
 		select {
 		case <-p.registry.ctx.Done():
 			p.stop()
 			return
-		case <-ticker.C:
+		case <-timer.C:
+		case <-p.wake:
 		}
 		if p.registry.stopIfIdle(p) {
 			p.log.WithField("idleFor", o.IdleAfter.String()).Info("no trigger asked for this pool lately; stopped polling it")
@@ -85,10 +93,11 @@ func (p *Poller) refresh() {
 		p.mu.Unlock()
 	})
 	p.mu.Lock()
-	p.inFlight, p.attemptErr = time.Now(), nil
+	p.inFlight, p.attemptErr, p.pending = o.Now(), nil, false
+	p.lastAttempt = p.inFlight
 	p.mu.Unlock()
 	requests, err := p.src.UnfinishedJobRequests(ctx, p.key.PoolID)
-	now := time.Now()
+	now := o.Now()
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -129,22 +138,71 @@ func (p *Poller) notifyLocked() {
 // snapshot is served until it is older than StaleAfter; after that the
 // error wraps ErrUnavailable and says why: never a made-up zero, and never
 // an error without its most recent cause.
+//
+// A snapshot older than MinRefresh is refreshed first, once for all the
+// callers that find it so, and the call waits for that refresh up to
+// DemandWait (then answers from what it has). A refresh is not asked for
+// within MinRefresh of the last one, nor while Azure DevOps asked this
+// organization to wait (Retry-After): rate limits and backoff come first.
 func (p *Poller) Snapshot(ctx context.Context) (*Snapshot, error) {
 	select {
 	case <-p.ready:
 	case <-ctx.Done():
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		now := p.registry.opts.Now()
 		return nil, fmt.Errorf("%w: the first refresh of pool %s of %s is still in flight after %s%s",
-			ErrUnavailable, p.name, p.key.Organization, time.Since(p.started).Round(time.Second), p.causeLocked(time.Now()))
+			ErrUnavailable, p.name, p.key.Organization, now.Sub(p.started).Round(time.Second), p.causeLocked(now))
+	}
+	if wait := p.demand(); wait != nil {
+		t := time.NewTimer(p.registry.opts.DemandWait)
+		select {
+		case <-wait:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
 	}
 	return p.fresh()
+}
+
+// demand asks for a refresh when the snapshot is older than MinRefresh and
+// one may be made now, and returns the channel closed when the refresh
+// under way (asked for now or before) ends; nil when there is none to wait
+// for.
+func (p *Poller) demand() <-chan struct{} {
+	o := p.registry.opts
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := o.Now()
+	if p.stopped || (p.snap != nil && p.snap.Age(now) < o.MinRefresh) {
+		return nil
+	}
+	if p.pending || !p.inFlight.IsZero() {
+		return p.changed
+	}
+	if now.Sub(p.lastAttempt) < o.MinRefresh || p.paused() {
+		return nil
+	}
+	p.pending = true
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+	return p.changed
+}
+
+// paused reports whether Azure DevOps asked this organization to wait
+// (a wall-clock pause the client keeps).
+func (p *Poller) paused() bool {
+	s, ok := p.src.(interface{ PausedUntil() time.Time })
+	return ok && time.Now().Before(s.PausedUntil())
 }
 
 func (p *Poller) fresh() (*Snapshot, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := time.Now()
+	now := p.registry.opts.Now()
 	stale := p.registry.opts.StaleAfter
 	switch {
 	case p.snap != nil && p.snap.Age(now) <= stale:

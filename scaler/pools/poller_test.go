@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 )
@@ -117,7 +118,133 @@ func TestRegistryTellsThePollRate(t *testing.T) {
 	}
 	src.mu.Lock()
 	defer src.mu.Unlock()
-	if len(src.rates) != 3 || src.rates[2] != 0.3 {
-		t.Fatalf("rates told = %v, want 0.1, 0.2, 0.3 (pollers per second of refresh)", src.rates)
+	// At most one refresh per MinRefresh (default 2s) per pool.
+	if len(src.rates) != 3 || src.rates[2] != 1.5 {
+		t.Fatalf("rates told = %v, want 0.5, 1, 1.5 (pollers per MinRefresh)", src.rates)
 	}
+}
+
+// countingSource counts job-request calls; a call may be held until
+// release is closed.
+type countingSource struct {
+	stubSource
+	mu     sync.Mutex
+	calls  int
+	hold   chan struct{}
+	paused time.Time
+}
+
+func (c *countingSource) UnfinishedJobRequests(ctx context.Context, _ int) ([]taskagent.TaskAgentJobRequest, error) {
+	c.mu.Lock()
+	c.calls++
+	hold := c.hold
+	c.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return nil, nil
+}
+
+func (c *countingSource) PausedUntil() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paused
+}
+
+func (c *countingSource) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls
+}
+
+func demandRegistry(t *testing.T, src Source, clk *testingclock.FakeClock, wait time.Duration) *Poller {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r := NewRegistry(ctx, []Source{src}, Options{RefreshInterval: time.Hour, StaleAfter: time.Hour, MinRefresh: 2 * time.Second,
+		DemandWait: wait, Now: clk.Now})
+	p, err := r.Poller("contoso", azdo.Pool{ID: 1, Name: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Snapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Many calls find the snapshot stale at once: one refresh for all, and
+// every caller gets its result.
+func TestDemandRefreshOnceForAllCallers(t *testing.T) {
+	src := &countingSource{}
+	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	p := demandRegistry(t, src, clk, 5*time.Second)
+	if src.count() != 1 {
+		t.Fatalf("%d calls for the first snapshot", src.count())
+	}
+	if _, err := p.Snapshot(context.Background()); err != nil || src.count() != 1 {
+		t.Fatalf("a fresh snapshot (age 0 < 2s) must be answered from memory: %d calls, %v", src.count(), err)
+	}
+	clk.Step(3 * time.Second)
+	var wg sync.WaitGroup
+	ages := make(chan time.Duration, 200)
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := p.Snapshot(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ages <- s.Age(clk.Now())
+		}()
+	}
+	wg.Wait()
+	close(ages)
+	if n := src.count(); n != 2 {
+		t.Fatalf("200 callers of a stale pool made %d refreshes, want 1", n-1)
+	}
+	for age := range ages {
+		if age != 0 {
+			t.Fatalf("a caller got the old snapshot (age %v) instead of the refreshed one", age)
+		}
+	}
+}
+
+// No refresh within MinRefresh of the last one, nor while Azure DevOps
+// asked the organization to wait; a refresh that takes longer than
+// DemandWait is not waited for.
+func TestDemandRefreshLimits(t *testing.T) {
+	src := &countingSource{}
+	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	p := demandRegistry(t, src, clk, 100*time.Millisecond)
+	clk.Step(time.Second)
+	_, _ = p.Snapshot(context.Background())
+	if src.count() != 1 {
+		t.Fatal("refreshed within MinRefresh")
+	}
+	src.mu.Lock()
+	src.paused = time.Now().Add(time.Hour)
+	src.mu.Unlock()
+	clk.Step(5 * time.Second)
+	if s, err := p.Snapshot(context.Background()); err != nil || s == nil || src.count() != 1 {
+		t.Fatalf("refreshed while Azure DevOps asked to wait (%d calls), or no answer: %v", src.count(), err)
+	}
+	src.mu.Lock()
+	src.paused, src.hold = time.Time{}, make(chan struct{})
+	src.mu.Unlock()
+	start := time.Now()
+	s, err := p.Snapshot(context.Background())
+	if err != nil || s.Age(clk.Now()) != 6*time.Second {
+		t.Fatalf("a slow refresh: want the snapshot at hand, got %v, %v", s, err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("waited %v for a refresh bounded by DemandWait (100ms)", took)
+	}
+	close(src.hold)
 }

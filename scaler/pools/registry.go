@@ -43,8 +43,15 @@ type Options struct {
 	ResolveTTL      time.Duration // pool lookups are refreshed after this; default 10m
 	NotFoundTTL     time.Duration // an unknown pool is looked up again after this; default 1m
 	AttemptTimeout  time.Duration // the client's timeout per attempt, for messages
-	Observer        Observer
-	Logger          logrus.FieldLogger
+	// MinRefresh: a call that finds the snapshot older than this refreshes
+	// it (once for all callers); default 2s. Never more than one refresh
+	// of a pool per MinRefresh.
+	MinRefresh time.Duration
+	// DemandWait bounds how long a call waits for that refresh; default 2s.
+	DemandWait time.Duration
+	Now        func() time.Time // default time.Now
+	Observer   Observer
+	Logger     logrus.FieldLogger
 }
 
 // ErrUnavailable means there is no fresh enough snapshot to answer from.
@@ -98,6 +105,18 @@ func NewRegistry(ctx context.Context, sources []Source, o Options) *Registry {
 	}
 	if o.NotFoundTTL <= 0 {
 		o.NotFoundTTL = time.Minute
+	}
+	if o.MinRefresh <= 0 {
+		o.MinRefresh = 2 * time.Second
+	}
+	if o.MinRefresh > o.RefreshInterval {
+		o.MinRefresh = o.RefreshInterval
+	}
+	if o.DemandWait <= 0 {
+		o.DemandWait = 2 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
@@ -204,7 +223,7 @@ func (r *Registry) Poller(org string, pool azdo.Pool) (*Poller, error) {
 		r.tellPollRateLocked(org)
 		go p.run()
 	}
-	p.lastUsed = time.Now()
+	p.lastUsed = r.opts.Now()
 	return p, nil
 }
 
@@ -221,7 +240,8 @@ func (r *Registry) tellPollRateLocked(org string) {
 			n++
 		}
 	}
-	s.SetPollRate(float64(n) / r.opts.RefreshInterval.Seconds())
+	// At most one refresh per MinRefresh per pool, on demand.
+	s.SetPollRate(float64(n) / r.opts.MinRefresh.Seconds())
 }
 
 // InUse lists the pools whose pollers are running.
@@ -257,7 +277,7 @@ func (r *Registry) Ready() error {
 func (r *Registry) stopIfIdle(p *Poller) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if time.Since(p.lastUsed) < r.opts.IdleAfter {
+	if r.opts.Now().Sub(p.lastUsed) < r.opts.IdleAfter {
 		return false
 	}
 	delete(r.pollers, p.key)

@@ -59,6 +59,8 @@ type orgSpec struct {
 
 type envOptions struct {
 	refresh, stale, idle time.Duration
+	minRefresh           time.Duration    // default: the registry's (2s, cut to refresh)
+	now                  func() time.Time // the registry's clock; default time.Now
 	cfg                  func(*config.File)
 	routing              routing.Options
 }
@@ -108,7 +110,8 @@ func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fake
 		}
 		sources = append(sources, c)
 	}
-	reg := pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: o.refresh, StaleAfter: o.stale, IdleAfter: o.idle, Logger: log})
+	reg := pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: o.refresh, StaleAfter: o.stale, IdleAfter: o.idle,
+		MinRefresh: o.minRefresh, Now: o.now, Logger: log})
 	o.routing.Logger = log
 	svc := service.New(reg, cfg, cfg, service.Options{Logger: log, FirstAnswerWait: 3 * time.Second, Router: routing.NewRouter(o.routing)})
 	server := grpc.NewServer()

@@ -6,12 +6,14 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
@@ -597,5 +599,81 @@ func TestMetadataBounds(t *testing.T) {
 	expectCode(t, err, codes.InvalidArgument, `"organization"`, "…(200 bytes)")
 	if strings.Contains(err.Error(), strings.Repeat("o", 65)) {
 		t.Errorf("more than 64 bytes of the value echoed: %v", err)
+	}
+}
+
+// 200 concurrent GetMetrics for one stale pool (200 ScaledJobs polled at
+// once) make exactly one job-requests call, and all of them see its
+// answer: the job queued after the last refresh.
+func TestConcurrentCallsShareOneDemandRefresh(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Now())
+	e, orgs := newEnv(t, envOptions{refresh: time.Hour, stale: 2 * time.Hour, minRefresh: 2 * time.Second, now: clk.Now}, orgSpec{"contoso", pat})
+	org := orgs["contoso"]
+	pool := org.AddPool("p")
+	md := map[string]string{"poolName": "p", "routing": "shared"}
+	e.waitMetricOf("sj-0", md, 0)
+	org.QueueJob(pool, fakeazdo.Job{})
+	clk.Step(3 * time.Second) // older than --min-refresh-interval
+	e.fake.ResetCalls()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[float64]int{}
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := e.metricOf(fmt.Sprintf("sj-%d", i), md)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			seen[v]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if n := e.fake.PoolCalls("contoso", fakeazdo.JobRequests, pool); n != 1 {
+		t.Fatalf("200 concurrent calls made %d job-requests calls, want 1", n)
+	}
+	if seen[1] != 200 {
+		t.Fatalf("answers %v: every call must see the job the refresh found", seen)
+	}
+}
+
+// A 429 with Retry-After: no demand refresh reaches that organization
+// until it expires, however stale the snapshot and however many calls.
+func TestRetryAfterKeepsDemandRefreshesOff(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Now())
+	// --stale-after 4s: a refresh retries within 2s, shorter than the
+	// 3s pause, so it gives up at once and no refresh is in flight.
+	e, orgs := newEnv(t, envOptions{refresh: time.Hour, stale: 4 * time.Second, minRefresh: 2 * time.Second, now: clk.Now}, orgSpec{"contoso", pat})
+	pool := orgs["contoso"].AddPool("p")
+	md := map[string]string{"poolName": "p"}
+	e.waitMetric(md, 0)
+	e.fake.InjectFault(fakeazdo.Fault{Endpoint: fakeazdo.JobRequests, Status: 429, RetryAfter: 3 * time.Second, Times: 1,
+		Body: `{"message":"Request was blocked"}`})
+	clk.Step(3 * time.Second)
+	e.fake.ResetCalls()
+	_, _ = e.metric(md) // the demand refresh meets the 429
+	pausedAt := time.Now()
+	if n := e.fake.PoolCalls("contoso", fakeazdo.JobRequests, pool); n != 1 {
+		t.Fatalf("%d job-requests calls, want the one answered 429", n)
+	}
+	for time.Since(pausedAt) < 2500*time.Millisecond {
+		clk.Step(2500 * time.Millisecond) // stale again on every call
+		_, _ = e.metric(md)
+		if n := e.fake.PoolCalls("contoso", fakeazdo.JobRequests, pool); n != 1 {
+			t.Fatalf("%d job-requests calls during the Retry-After pause, want only the one answered 429\n%s", n, e.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Until(pausedAt.Add(3200 * time.Millisecond)))
+	clk.Step(2500 * time.Millisecond)
+	if got, err := e.metric(md); err != nil || got != 0 {
+		t.Fatalf("after the pause: %v, %v", got, err)
+	}
+	if n := e.fake.PoolCalls("contoso", fakeazdo.JobRequests, pool); n != 2 {
+		t.Fatalf("%d job-requests calls: after the pause a call must refresh again", n)
 	}
 }

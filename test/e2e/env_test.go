@@ -37,7 +37,7 @@ var sweepPool int
 
 const (
 	pollingInterval = 2 * time.Second     // every ScaledJob's KEDA pollingInterval
-	refresh         = time.Second         // the scaler's --refresh-interval
+	refresh         = time.Second         // the scaler's --refresh-interval and --min-refresh-interval
 	staleAfter      = 6 * time.Second     // the scaler's --stale-after
 	warmup          = 2 * pollingInterval // the scaler's --routing-warmup
 	orgPAT          = "e2e-scaler-pat-3c9a"
@@ -195,7 +195,7 @@ func StartScaler(name, logDir string, extraArgs ...string) (*Scaler, error) {
 	s.args = append([]string{
 		"--config", filepath.Join(dir, "config.yaml"),
 		"--grpc-addr", s.Addr, "--http-addr", s.HTTPAddr,
-		"--refresh-interval", refresh.String(), "--stale-after", staleAfter.String(), "--azdo-timeout", "2s",
+		"--refresh-interval", refresh.String(), "--min-refresh-interval", refresh.String(), "--stale-after", staleAfter.String(), "--azdo-timeout", "2s",
 		"--routing-warmup", warmup.String(), "--trigger-forget-min", "10s",
 		"--sweep-interval", "0", "--log-format", "json",
 	}, extraArgs...)

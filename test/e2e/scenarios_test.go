@@ -300,7 +300,7 @@ func TestFiftyScaledJobsFivePools(t *testing.T) {
 		perPool = append(perPool, n)
 		total += n
 		if max := int(window/refresh) + 3; n > max {
-			t.Errorf("pool %d: %d job-request calls in %s, want at most %d (one per refresh)", p, n, window, max)
+			t.Errorf("pool %d: %d job-request calls in %s, want at most %d (one per --min-refresh-interval)", p, n, window, max)
 		}
 	}
 	calls := getMetrics - getMetrics0
@@ -311,7 +311,7 @@ func TestFiftyScaledJobsFivePools(t *testing.T) {
 	if got := perPoolJobs(); !slices.Equal(got, []int{1, 1, 1, 1, 1}) {
 		t.Errorf("Jobs per pool %v, want one each: every pool's job counts for one of its 10 ScaledJobs", got)
 	}
-	record("8 load: 50 ScaledJobs on 5 pools, %s window: KEDA made %.0f GetMetrics calls; Azure DevOps got %d job-request calls (%v per pool, refresh %s); 5 Jobs, one per pool's job (10 ScaledJobs each)",
+	record("8 load: 50 ScaledJobs on 5 pools, %s window: KEDA made %.0f GetMetrics calls; Azure DevOps got %d job-request calls (%v per pool, --min-refresh-interval %s); 5 Jobs, one per pool's job (10 ScaledJobs each)",
 		window, calls, total, perPool, refresh)
 }
 
