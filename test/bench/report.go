@@ -174,6 +174,9 @@ func (r *report) writeLoad(w func(string, ...any)) {
 		}
 		w("\n")
 	}
+	w("\nCPU per cycle is the noisiest figure here: the garbage collector and the background work of the other\n")
+	w("configurations' pollers land in whichever cycles they happen to; compare it across runs with care. The\n")
+	w("request and byte counts do not depend on timing that way.\n")
 	first, last := r.loads[0], r.loads[len(r.loads)-1]
 	w("\nThe built-in makes one call per ScaledJob per poll whatever its settings, so its calls grow with S;\n")
 	w("`fetchUnfinishedJobsOnly` cuts the bytes of each call, not their number. Ours makes at most one call per pool\n")
