@@ -4,7 +4,10 @@
 
 ARG GO_VERSION=1.26.8
 
-FROM golang:${GO_VERSION}-bookworm AS build
+# The build stage runs on the builder's own platform and cross-compiles, so
+# that a multi-arch build (docker buildx --platform linux/amd64,linux/arm64)
+# needs no emulation.
+FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
 # Modules first, so a source change does not download them again.
 COPY go.mod go.sum ./
@@ -13,8 +16,10 @@ COPY cmd/ cmd/
 COPY scaler/ scaler/
 ARG VERSION=dev
 ARG REVISION=unknown
-RUN CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w -X github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app.Version=${VERSION}" \
+ARG TARGETOS=linux
+ARG TARGETARCH=amd64
+RUN CGO_ENABLED=0 GOOS=${TARGETOS} GOARCH=${TARGETARCH} go build -trimpath \
+      -ldflags "-s -w -X github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app.Version=${VERSION} -X github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app.Revision=${REVISION}" \
       -o /out/azdo-keda-scaler ./cmd/azdo-keda-scaler
 
 # The final image holds the binary, CA certificates for https://dev.azure.com

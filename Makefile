@@ -2,11 +2,13 @@
 GO        ?= go
 BIN       := bin/azdo-keda-scaler
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app.Version=$(VERSION)
+REVISION  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app.Version=$(VERSION) \
+             -X github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app.Revision=$(REVISION)
 FUZZTIME  ?= 10s
 IMAGE     ?= azdo-keda-scaler:$(VERSION)
 
-.PHONY: all build run test lint unit fuzz ship manifests bench bench-micro e2e e2e-tools image proto help
+.PHONY: all build run test lint unit fuzz ship screenshot manifests bench bench-micro e2e e2e-tools image proto help
 
 all: build
 
@@ -16,8 +18,11 @@ help: ## list the targets
 build: ## build the binary into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/azdo-keda-scaler
 
-run: build ## start the scaler against the embedded simulated organization
-	./$(BIN) --demo --grpc-addr 127.0.0.1:6000 --http-addr 127.0.0.1:8080 --refresh-interval 2s --routing-warmup 4s
+RUN_GRPC  ?= 127.0.0.1:6000
+RUN_HTTP  ?= 127.0.0.1:8080
+run: build ## start the scaler against the embedded simulated organization (status page: http://127.0.0.1:8080/)
+	./$(BIN) --demo --grpc-addr $(RUN_GRPC) --http-addr $(RUN_HTTP) --refresh-interval 2s --routing-warmup 4s \
+	  --sweep-interval 5s --sweep-finished-for 10s
 
 test: lint unit fuzz ship ## everything CI runs before the end-to-end tier
 
@@ -34,9 +39,12 @@ fuzz: ## each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./scaler/trigger
 	$(GO) test -run '^$$' -fuzz '^FuzzGetMetrics$$' -fuzztime $(FUZZTIME) ./scaler/service
 
-ship: ## what we ship: charts (Helm SDK), deploy/ drift, Dockerfiles, start.sh (needs bash, curl, shellcheck)
+ship: ## what we ship: charts (Helm SDK), deploy/ drift, Dockerfiles, start.sh, the status page (needs bash, curl, shellcheck, chromium)
 	shellcheck deploy/agent/start.sh deploy/agent/fetch-agent.sh .ci/run
-	cd test && $(GO) vet ./... && $(GO) test -race -count=1 ./charts ./dockerfiles ./agent
+	cd test && $(GO) vet ./... && $(GO) test -race -count=1 ./charts ./dockerfiles ./agent ./statuspage
+
+screenshot: ## the status page in headless Chromium against make run: rewrites docs/status-page.png
+	cd test && $(GO) test -count=1 ./statuspage -update
 
 manifests: ## regenerate deploy/ from the charts
 	cd test && $(GO) test -count=1 -run TestManifestsUpToDate ./charts -update

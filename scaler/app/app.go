@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -39,16 +40,24 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/service"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/status"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/sweeper"
 )
 
-// Version is set at build time (-ldflags -X).
-var Version = "dev"
+// Version and Revision are set at build time (-ldflags -X).
+var (
+	Version  = "dev"
+	Revision = "unknown"
+)
 
 // Run runs the scaler until ctx ends.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	flags, err := config.Parse("azdo-keda-scaler", args, getenv, stderr)
 	if err != nil {
+		return err
+	}
+	if flags.ShowVersion {
+		_, err := fmt.Fprintf(stdout, "azdo-keda-scaler %s (revision %s, %s)\n", Version, Revision, runtime.Version())
 		return err
 	}
 	log, secretSet, err := logging.New(stderr, flags.LogFormat, flags.LogLevel)
@@ -82,6 +91,8 @@ type Instance struct {
 	grpcServer *grpc.Server
 	httpServer *http.Server
 	parents    *sweeper.Parents
+	journal    *sweeper.Journal
+	leading    atomic.Bool // holds the sweeper Lease (with --leader-elect)
 	secrets    *secrets.Set
 	cancel     context.CancelFunc
 	done       chan struct{}
@@ -93,7 +104,7 @@ type Instance struct {
 // logger uses too.
 func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, secretSet *secrets.Set, stdout io.Writer) (*Instance, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	inst := &Instance{cancel: cancel, done: make(chan struct{}), parents: sweeper.NewParents(), secrets: secretSet}
+	inst := &Instance{cancel: cancel, done: make(chan struct{}), parents: sweeper.NewParents(), journal: sweeper.NewJournal(), secrets: secretSet}
 	fail := func(err error) (*Instance, error) {
 		cancel()
 		if inst.Demo != nil {
@@ -114,7 +125,7 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, secretS
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
+	m := metrics.New(reg, Version, Revision)
 
 	inst.Clients = map[string]*azdo.Client{}
 	var sources []pools.Source
@@ -168,6 +179,9 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, secretS
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", inst.readyz)
+	mux.Handle("GET /{$}", status.Handler(status.Source{Version: Version, Revision: Revision, Organizations: cfg.Names(),
+		Registry: inst.Registry, Router: inst.Router, Journal: inst.journal, Sweeper: func() string { return sweeperState(flags, &inst.leading) },
+		Redact: secretSet.Redact}))
 	inst.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	go func() {

@@ -74,6 +74,41 @@ func start(t *testing.T, args ...string) (*Instance, *lockedBuffer) {
 	return inst, logs
 }
 
+// startAgainst starts the scaler on the fake's organization contoso, its
+// PAT in a file, with the test's flags.
+func startAgainst(t *testing.T, fake *fakeazdo.Server, pat string, args ...string) (*Instance, *lockedBuffer) {
+	t.Helper()
+	patFile := filepath.Join(t.TempDir(), "pat")
+	if err := os.WriteFile(patFile, []byte(pat), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return start(t, append([]string{"--org-url", fake.OrgURL("contoso"), "--pat-file", patFile}, args...)...)
+}
+
+// dial connects to the scaler's gRPC service for the test's life.
+func dial(t *testing.T, inst *Instance) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// startFake serves a fake Azure DevOps with organization contoso (its PAT
+// pat) and a pool "linux", for the test's life.
+func startFake(t *testing.T, pat string) (*fakeazdo.Server, *fakeazdo.Org, int) {
+	t.Helper()
+	fake := fakeazdo.New()
+	if err := fake.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fake.Close)
+	org := fake.AddOrg("contoso", pat)
+	return fake, org, org.AddPool("linux")
+}
+
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -86,26 +121,12 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestScalerEndToEndOverLoopback(t *testing.T) {
-	fake := fakeazdo.New()
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Close()
-	org := fake.AddOrg("contoso", testPAT)
-	pool := org.AddPool("linux")
+	fake, org, pool := startFake(t, testPAT)
 	org.QueueJob(pool, fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux"}})
-	patFile := filepath.Join(t.TempDir(), "pat")
-	if err := os.WriteFile(patFile, []byte(testPAT), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	inst, logs := start(t, "--org-url", fake.OrgURL("contoso"), "--pat-file", patFile, "--refresh-interval", "1s", "--stale-after", "5s", "--azdo-timeout", "2s",
+	inst, logs := startAgainst(t, fake, testPAT, "--refresh-interval", "1s", "--stale-after", "5s", "--azdo-timeout", "2s",
 		"--routing-warmup", "0s")
 
-	conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, inst)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	health, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "externalscaler.ExternalScaler"})
@@ -132,8 +153,13 @@ func TestScalerEndToEndOverLoopback(t *testing.T) {
 		`azdo_keda_scaler_azdo_requests_total{code="200",endpoint="jobrequests",organization="contoso"}`,
 		`azdo_keda_scaler_azdo_requests_total{code="200",endpoint="options",organization="contoso"}`,
 		`azdo_keda_scaler_azdo_request_duration_seconds_bucket{endpoint="jobrequests",organization="contoso"`,
-		`azdo_keda_scaler_pool_unfinished_jobs{organization="contoso",pool_id="1"} 1`,
-		`azdo_keda_scaler_snapshot_age_seconds{organization="contoso",pool_id="1"}`,
+		`azdo_keda_scaler_pool_jobs{organization="contoso",pool="linux",pool_id="1",state="waiting"} 1`,
+		`azdo_keda_scaler_pool_jobs{organization="contoso",pool="linux",pool_id="1",state="running"} 0`,
+		`azdo_keda_scaler_pool_oldest_waiting_job_age_seconds{organization="contoso",pool="linux",pool_id="1"}`,
+		`azdo_keda_scaler_pool_unroutable_jobs{organization="contoso",pool="linux",pool_id="1"} 0`,
+		`azdo_keda_scaler_trigger_jobs{namespace="ns",organization="contoso",pool="linux",pool_id="1",scaledjob="sj"} 1`,
+		`azdo_keda_scaler_snapshot_age_seconds{organization="contoso",pool="linux",pool_id="1"}`,
+		`azdo_keda_scaler_build_info{goversion="`,
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="GetMetrics",grpc_service="externalscaler.ExternalScaler",grpc_type="unary"} 1`,
 		`grpc_server_handled_total{grpc_code="InvalidArgument",grpc_method="IsActive",grpc_service="externalscaler.ExternalScaler",grpc_type="unary"} 1`,
 	} {
@@ -155,11 +181,7 @@ func TestScalerEndToEndOverLoopback(t *testing.T) {
 // the same snapshot, so the sums must be exact.
 func TestDemo(t *testing.T) {
 	inst, _ := start(t, "--demo", "--refresh-interval", "1h", "--stale-after", "2h", "--routing-warmup", "0s")
-	conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, inst)
 	client := pb.NewExternalScalerClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -269,13 +291,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 // The whole scaler sweeps the pools its triggers use, and keeps the agent a
 // trigger names as parent, in dry run and for real.
 func TestSweeperInTheScaler(t *testing.T) {
-	fake := fakeazdo.New()
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Close()
-	org := fake.AddOrg("contoso", testPAT)
-	pool := org.AddPool("linux")
+	fake, org, pool := startFake(t, testPAT)
 	old := time.Now().Add(-time.Hour)
 	org.AddAgent(pool, fakeazdo.Agent{Name: "linux-agents-abc12", StatusChangedOn: old})
 	org.AddAgent(pool, fakeazdo.Agent{Name: "linux-agents-template", StatusChangedOn: old})
@@ -317,7 +333,7 @@ func TestSweeperInTheScaler(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 		inst.Stop()
-		want := `azdo_keda_scaler_sweeper_agents_deleted_total{dry_run="` + fmt.Sprint(dryRun) + `",organization="contoso",pool_id="1"}`
+		want := `azdo_keda_scaler_sweeper_agents_deleted_total{dry_run="` + fmt.Sprint(dryRun) + `",organization="contoso",pool="linux",pool_id="1"}`
 		if !strings.Contains(metrics, want) {
 			t.Fatalf("dry run %v: no %s in\n%s", dryRun, want, metrics)
 		}

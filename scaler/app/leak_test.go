@@ -5,16 +5,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
@@ -39,27 +35,13 @@ func encodings(pat string) map[string]string {
 // 403 and 500. The PAT, in any encoding, must reach no gRPC status, no log
 // line at any level, not /metrics, /readyz, nor the sweeper's logs.
 func TestNoSecretInAnyOutput(t *testing.T) {
-	fake := fakeazdo.New()
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer fake.Close()
-	org := fake.AddOrg("contoso", leakPAT)
-	pool := org.AddPool("linux")
+	fake, org, pool := startFake(t, leakPAT)
 	org.QueueJob(pool, fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux"}})
 	org.AddAgent(pool, fakeazdo.Agent{Name: "linux-agents-abc12", StatusChangedOn: time.Now().Add(-time.Hour)})
-	patFile := filepath.Join(t.TempDir(), "pat")
-	if err := os.WriteFile(patFile, []byte(leakPAT), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	inst, logs := start(t, "--org-url", fake.OrgURL("contoso"), "--pat-file", patFile, "--refresh-interval", "1s",
+	inst, logs := startAgainst(t, fake, leakPAT, "--refresh-interval", "1s",
 		"--stale-after", "2s", "--azdo-timeout", "500ms", "--routing-warmup", "0s",
 		"--sweep-interval", "200ms", "--sweep-agent-pattern", "linux-agents-*", "--log-format", "json")
-	conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dial(t, inst)
 	client := pb.NewExternalScalerClient(conn)
 	ref := &pb.ScaledObjectRef{Name: "linux", Namespace: "ns", ScalerMetadata: map[string]string{"poolName": "linux", "capabilities": "Agent.OS=Linux"}}
 	if _, err := client.GetMetrics(context.Background(), &pb.GetMetricsRequest{ScaledObjectRef: ref}); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -52,7 +53,7 @@ func startSweeper(ctx context.Context, flags *config.Flags, inst *Instance, m *m
 	base := sweeper.Options{
 		Rules: sweeper.Rules{OfflineFor: flags.SweepOfflineFor, FinishedFor: flags.SweepFinishedFor, Pattern: flags.SweepAgentPattern,
 			Protect: flags.SweepProtect, MaxDeletions: flags.SweepMaxDeletions},
-		DryRun: flags.SweepDryRun, Sources: sources, Parents: inst.parents, Observer: m, Logger: log,
+		DryRun: flags.SweepDryRun, Sources: sources, Parents: inst.parents, Observer: m, Logger: log, Journal: inst.journal,
 		IsPlaceholder: placeholders.Recognize(flags.PlaceholderPrefix),
 		Pools:         func(ctx context.Context) []sweeper.Pool { return poolsToSweep(ctx, inst, flags.SweepPools, log) },
 	}
@@ -69,6 +70,8 @@ func startSweeper(ctx context.Context, flags *config.Flags, inst *Instance, m *m
 	}
 	go func() {
 		err := sweeper.RunElected(ctx, election, func(ctx context.Context, l sweeper.Leadership) {
+			inst.leading.Store(true)
+			defer inst.leading.Store(false)
 			o := base
 			o.Leading, o.DeleteBy = l.Valid, l.Until
 			sweeper.New(o).Run(ctx, flags.SweepInterval)
@@ -162,4 +165,22 @@ func electionConfig(flags *config.Flags, log logrus.FieldLogger) (sweeper.Electi
 	}
 	return sweeper.Election{Client: client, Namespace: ns, Lease: flags.LeaderElectLease, Identity: id, Logger: log,
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}, nil
+}
+
+// sweeperState says, for the status page, what this replica's sweeper does.
+func sweeperState(flags *config.Flags, leading *atomic.Bool) string {
+	if flags.SweepInterval == 0 {
+		return "The sweeper is off (--sweep-interval=0)."
+	}
+	mode := ""
+	if flags.SweepDryRun {
+		mode = " in dry run (it removes nothing)"
+	}
+	switch {
+	case !flags.LeaderElect:
+		return fmt.Sprintf("This replica sweeps every %s%s.", flags.SweepInterval, mode)
+	case leading.Load():
+		return fmt.Sprintf("This replica holds the Lease %s and sweeps every %s%s.", flags.LeaderElectLease, flags.SweepInterval, mode)
+	}
+	return fmt.Sprintf("Another replica holds the Lease %s (or none does yet): this one does not sweep. Its decisions are on that replica's page.", flags.LeaderElectLease)
 }

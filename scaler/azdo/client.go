@@ -55,7 +55,10 @@ var ErrNotFound = errors.New("not found")
 // implements it with Prometheus.
 type Observer interface {
 	ObserveCall(org, endpoint, status string, d time.Duration)
-	ObserveRateLimitRemaining(org string, remaining float64)
+	// ObserveRateLimitRemaining: X-RateLimit-Remaining of an answer;
+	// reported is false when the answer had none (Azure DevOps sends the
+	// header as an identity nears its limit, so none means not near).
+	ObserveRateLimitRemaining(org string, remaining float64, reported bool)
 	// ObserveThrottle: the client-side rate limit held a request back.
 	ObserveThrottle(org string, wait time.Duration)
 }
@@ -63,7 +66,7 @@ type Observer interface {
 type nopObserver struct{}
 
 func (nopObserver) ObserveCall(string, string, string, time.Duration) {}
-func (nopObserver) ObserveRateLimitRemaining(string, float64)         {}
+func (nopObserver) ObserveRateLimitRemaining(string, float64, bool)   {}
 func (nopObserver) ObserveThrottle(string, time.Duration)             {}
 
 // maxErrorText bounds the text of an error from Azure DevOps.

@@ -45,10 +45,10 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	h := resp.Header
-	if v := h.Get("X-RateLimit-Remaining"); v != "" {
-		if n, perr := strconv.ParseFloat(v, 64); perr == nil {
-			t.client.observer.ObserveRateLimitRemaining(t.client.name, n)
-		}
+	if n, perr := strconv.ParseFloat(h.Get("X-RateLimit-Remaining"), 64); perr == nil {
+		t.client.observer.ObserveRateLimitRemaining(t.client.name, n, true)
+	} else {
+		t.client.observer.ObserveRateLimitRemaining(t.client.name, 0, false)
 	}
 	// X-RateLimit-Delay: Azure DevOps delayed this request that long; it
 	// wants callers to slow down, so hold this organization's next calls

@@ -32,6 +32,8 @@ type Flags struct {
 	TLSKeyFile      string
 	TLSClientCAFile string
 
+	ShowVersion bool
+
 	RefreshInterval time.Duration
 	MinRefresh      time.Duration
 	DemandWait      time.Duration
@@ -107,7 +109,7 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.DurationVar(&f.StaleAfter, "stale-after", 2*time.Minute, "while Azure DevOps fails, keep answering from data at most this old; then answer Unavailable")
 	fs.DurationVar(&f.PollerIdle, "poller-idle-timeout", 10*time.Minute, "stop polling a pool no trigger asked for in this long")
 	fs.DurationVar(&f.AzdoTimeout, "azdo-timeout", 10*time.Second, "timeout of one Azure DevOps request")
-	fs.Float64Var(&f.AzdoQPS, "azdo-qps", 0, "most Azure DevOps requests per second, per organization; 0: twice what the pools in use need, at least 10")
+	fs.Float64Var(&f.AzdoQPS, "azdo-qps", 0, "most Azure DevOps requests per second, per organization; 0: twice the most the pools in use can ask for (pools / --min-refresh-interval), at least 10")
 	fs.DurationVar(&f.RoutingWarmup, "routing-warmup", 30*time.Second, "after the first call, count waiting jobs for no trigger this long, while every ScaledJob asks once (set to your longest pollingInterval)")
 	fs.IntVar(&f.TriggerForgetPolls, "trigger-forget-polls", 3, "forget a trigger (a deleted ScaledJob) after this many of its polling intervals without a call")
 	fs.DurationVar(&f.TriggerForgetMin, "trigger-forget-min", 30*time.Second, "never forget a trigger sooner than this")
@@ -133,7 +135,33 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.StringVar(&f.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&f.Demo, "demo", false, "run against an embedded simulated organization (no Azure account needed)")
+	fs.BoolVar(&f.ShowVersion, "version", false, "print the version and exit")
+	fs.Usage = func() { usage(fs) }
 	return fs
+}
+
+// usage lists every flag with its environment variable.
+func usage(fs *flag.FlagSet) {
+	out := fs.Output()
+	fmt.Fprintf(out, "Usage: %s [flags]\n\n"+
+		"A KEDA external scaler for Azure Pipelines agent pools, with a sweeper of stale offline agents.\n"+
+		"Every flag can also be set through the environment variable shown under it; a flag on the\n"+
+		"command line wins. AZDO_PAT holds the PAT of --org-url (prefer --pat-file).\n\nFlags:\n", fs.Name())
+	fs.VisitAll(func(fl *flag.Flag) {
+		kind, text := flag.UnquoteUsage(fl)
+		fmt.Fprintf(out, "  --%s", fl.Name)
+		if kind != "" {
+			fmt.Fprintf(out, " %s", kind)
+		}
+		fmt.Fprintf(out, "\n      %s", text)
+		if fl.DefValue != "" && fl.DefValue != "0" && fl.DefValue != "false" && fl.DefValue != "[]" {
+			fmt.Fprintf(out, " (default %s)", fl.DefValue)
+		}
+		if fl.Name != "version" {
+			fmt.Fprintf(out, "\n      env %s", EnvName(fl.Name))
+		}
+		fmt.Fprintln(out)
+	})
 }
 
 // Parse parses args, then takes each flag not given on the command line
@@ -148,11 +176,14 @@ func Parse(name string, args []string, getenv func(string) string, stderr io.Wri
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if f.ShowVersion {
+		return f, nil
+	}
 	given := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
 	var envErr error
 	fs.VisitAll(func(fl *flag.Flag) {
-		if given[fl.Name] || envErr != nil {
+		if given[fl.Name] || envErr != nil || fl.Name == "version" {
 			return
 		}
 		if v, ok := lookup(getenv, EnvName(fl.Name)); ok {

@@ -108,7 +108,8 @@ type pod struct {
 // ScaledJobs' single-run pods until ctx ends: now and then a pod of the
 // least capable sample that can run the oldest waiting job starts, its
 // agent (named after the pod, as KEDA names pods) takes the job Azure
-// DevOps gives it, runs it for a few ticks, and leaves.
+// DevOps gives it, runs it for a few ticks, and leaves; one pod in four
+// dies without deregistering its agent, which the sweeper then removes.
 func (o *Org) Simulate(ctx context.Context, every time.Duration) {
 	var pods []*pod
 	ticker := time.NewTicker(every)
@@ -144,6 +145,12 @@ func (o *Org) Simulate(ctx context.Context, every time.Duration) {
 				continue
 			}
 			_ = o.org.FinishJob(p.job, "succeeded")
+			if rand.IntN(4) == 0 {
+				// A pod killed before its agent deregistered: the agent
+				// stays, offline, until the sweeper removes it.
+				o.org.SetAgentStatus(p.pool, p.agent, false, time.Now())
+				continue
+			}
 			_ = o.org.RemoveAgent(p.pool, p.agent) // the single-run agent deregisters
 		}
 		pods = kept

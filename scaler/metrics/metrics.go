@@ -1,40 +1,84 @@
 // Package metrics exposes the scaler's Prometheus metrics. It implements the
-// observer interfaces of the azdo, pools and sweeper packages, so that those
-// packages stay free of Prometheus.
+// observer interfaces of the azdo, pools, routing, sweeper and placeholders
+// packages, so that those packages stay free of Prometheus.
+//
+// A pool's gauges (jobs waiting and running, the oldest waiting job's age,
+// the snapshot's age, per-trigger counts) are computed at scrape time from
+// the latest snapshot and routing plan, so that ages grow while Azure DevOps
+// fails and a forgotten pool or trigger simply disappears.
 package metrics
 
 import (
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 )
 
 const namespace = "azdo_keda_scaler"
 
-// Metrics holds every collector of the scaler.
-type Metrics struct {
-	azdoRequests   *prometheus.CounterVec
-	azdoLatency    *prometheus.HistogramVec
-	rateRemaining  *prometheus.GaugeVec
-	throttled      *prometheus.CounterVec
-	throttleWait   *prometheus.CounterVec
-	queuedJobs     *prometheus.GaugeVec
-	unroutable     *prometheus.GaugeVec
-	sweepDeleted   *prometheus.CounterVec
-	sweepKept      *prometheus.CounterVec
-	sweepErrors    *prometheus.CounterVec
-	placeholders   *prometheus.CounterVec
-	snapshotAgeDsc *prometheus.Desc
-
-	mu        sync.Mutex
-	fetchedAt map[[2]string]time.Time
-	now       func() time.Time
+// poolKey identifies a pool.
+type poolKey struct {
+	org string
+	id  int
 }
 
-// New registers the metrics on reg.
-func New(reg prometheus.Registerer) *Metrics {
+// poolState is what a pool's scrape-time gauges are computed from.
+type poolState struct {
+	name          string
+	fetchedAt     time.Time // zero until the first good snapshot
+	waiting       int
+	running       int
+	oldestWaiting time.Time // zero when no job waits
+	unroutable    int
+	triggers      map[[2]string]int // (namespace, ScaledJob) -> count
+	// waitObserved: jobs whose queue wait is in the histogram already.
+	waitObserved map[uint64]bool
+}
+
+// Metrics holds every collector of the scaler.
+type Metrics struct {
+	azdoRequests  *prometheus.CounterVec
+	azdoLatency   *prometheus.HistogramVec
+	rateRemaining *prometheus.GaugeVec
+	throttled     *prometheus.CounterVec
+	throttleWait  *prometheus.CounterVec
+	queueWait     *prometheus.HistogramVec
+	sweepDeleted  *prometheus.CounterVec
+	sweepKept     *prometheus.CounterVec
+	sweepErrors   *prometheus.CounterVec
+	placeholders  *prometheus.CounterVec
+
+	jobsDesc, oldestDesc, ageDesc, unroutableDesc, triggerDesc *prometheus.Desc
+
+	mu    sync.Mutex
+	pools map[poolKey]*poolState
+	now   func() time.Time
+}
+
+// Names of the metrics that are only computed at scrape time.
+const (
+	PoolJobs          = namespace + "_pool_jobs"
+	PoolOldestWaiting = namespace + "_pool_oldest_waiting_job_age_seconds"
+	SnapshotAge       = namespace + "_snapshot_age_seconds"
+	PoolUnroutable    = namespace + "_pool_unroutable_jobs"
+	TriggerJobs       = namespace + "_trigger_jobs"
+)
+
+var poolLabels = []string{"organization", "pool_id", "pool"}
+
+func withPool(extra ...string) []string {
+	return append(append([]string(nil), poolLabels...), extra...)
+}
+
+// New registers the metrics on reg, with build information (version and
+// revision as set at build time).
+func New(reg prometheus.Registerer, version, revision string) *Metrics {
 	m := &Metrics{
 		azdoRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "azdo_requests_total",
 			Help: "Requests to Azure DevOps, by organization, endpoint and HTTP status (\"error\": no answer)."},
@@ -43,30 +87,62 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Latency of requests to Azure DevOps.", Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 9)},
 			[]string{"organization", "endpoint"}),
 		rateRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "azdo_ratelimit_remaining",
-			Help: "Last X-RateLimit-Remaining Azure DevOps sent (TSTUs left in its window)."}, []string{"organization"}),
+			Help: "X-RateLimit-Remaining of Azure DevOps' latest answer (TSTUs left in its window); absent when that answer had none."}, []string{"organization"}),
 		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "azdo_throttled_requests_total",
 			Help: "Requests to Azure DevOps the scaler's own rate limit (--azdo-qps) held back."}, []string{"organization"}),
 		throttleWait: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "azdo_throttle_wait_seconds_total",
 			Help: "Time requests to Azure DevOps waited for the scaler's own rate limit."}, []string{"organization"}),
-		queuedJobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "pool_unfinished_jobs",
-			Help: "Unfinished (queued or running) job requests in the pool's latest snapshot."}, []string{"organization", "pool_id"}),
-		unroutable: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "pool_unroutable_jobs",
-			Help: "Waiting jobs that no trigger of the pool accepts: they wait until one does."}, []string{"organization", "pool_id"}),
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "job_queue_wait_seconds",
+			Help:    "Time from a job's queueTime to its assignTime, as Azure DevOps reports them, once per job seen assigned.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13)}, withPool()),
 		sweepDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "sweeper_agents_deleted_total",
-			Help: "Stale offline agents the sweeper removed (or, in dry-run, would have removed)."}, []string{"organization", "pool_id", "dry_run"}),
+			Help: "Stale offline agents the sweeper removed (or, in dry-run, would have removed)."}, withPool("dry_run")),
 		sweepKept: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "sweeper_agents_kept_total",
-			Help: "Agents the sweeper kept, by reason."}, []string{"organization", "pool_id", "reason"}),
+			Help: "Agents the sweeper kept, by reason."}, withPool("reason")),
 		sweepErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "sweeper_errors_total",
-			Help: "Sweeper failures, by operation (list or delete)."}, []string{"organization", "pool_id", "operation"}),
+			Help: "Sweeper failures, by operation (list or delete)."}, withPool("operation")),
 		placeholders: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "placeholder_actions_total",
-			Help: "The placeholder keeper's actions (register, remove, list) by result (ok, error, dry-run)."}, []string{"organization", "pool_id", "action", "result"}),
-		snapshotAgeDsc: prometheus.NewDesc(namespace+"_snapshot_age_seconds",
-			"Age of the pool's latest good snapshot of job requests.", []string{"organization", "pool_id"}, nil),
-		fetchedAt: map[[2]string]time.Time{},
-		now:       time.Now,
+			Help: "The placeholder keeper's actions (register, remove, list) by result (ok, error, dry-run)."}, withPool("action", "result")),
+		jobsDesc: prometheus.NewDesc(PoolJobs,
+			"Unfinished job requests in the pool's latest snapshot, by state: waiting (no agent yet) or running.", withPool("state"), nil),
+		oldestDesc: prometheus.NewDesc(PoolOldestWaiting,
+			"Age of the oldest job still waiting for an agent in the latest snapshot (0: none waits).", poolLabels, nil),
+		ageDesc: prometheus.NewDesc(SnapshotAge,
+			"Age of the pool's latest good snapshot of job requests.", poolLabels, nil),
+		unroutableDesc: prometheus.NewDesc(PoolUnroutable,
+			"Waiting jobs that no trigger of the pool accepts: they wait until one does.", poolLabels, nil),
+		triggerDesc: prometheus.NewDesc(TriggerJobs,
+			"Jobs a trigger (a ScaledJob) counts in the pool's latest routing: what KEDA gets from GetMetrics.", withPool("namespace", "scaledjob"), nil),
+		pools: map[poolKey]*poolState{},
+		now:   time.Now,
 	}
-	reg.MustRegister(m.azdoRequests, m.azdoLatency, m.rateRemaining, m.throttled, m.throttleWait, m.queuedJobs, m.unroutable, m.sweepDeleted, m.sweepKept, m.sweepErrors, m.placeholders, m)
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
+		Help: "Always 1: the scaler's version, revision and Go version."}, []string{"version", "revision", "goversion"})
+	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
+	reg.MustRegister(m.azdoRequests, m.azdoLatency, m.rateRemaining, m.throttled, m.throttleWait, m.queueWait,
+		m.sweepDeleted, m.sweepKept, m.sweepErrors, m.placeholders, buildInfo, m)
 	return m
+}
+
+// state returns a pool's state, creating it; m.mu held.
+func (m *Metrics) stateLocked(org string, id int) *poolState {
+	k := poolKey{org, id}
+	s, ok := m.pools[k]
+	if !ok {
+		s = &poolState{waitObserved: map[uint64]bool{}}
+		m.pools[k] = s
+	}
+	return s
+}
+
+// poolName is the pool's name as last seen, "" when unknown.
+func (m *Metrics) poolName(org string, id int) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.pools[poolKey{org, id}]; ok {
+		return s.name
+	}
+	return ""
 }
 
 // ObserveCall counts one request to Azure DevOps (azdo.Observer).
@@ -76,7 +152,14 @@ func (m *Metrics) ObserveCall(org, endpoint, status string, d time.Duration) {
 }
 
 // ObserveRateLimitRemaining records X-RateLimit-Remaining (azdo.Observer).
-func (m *Metrics) ObserveRateLimitRemaining(org string, remaining float64) {
+// An answer without it removes the series: Azure DevOps sends the header as
+// the identity nears its limit, and an old low value must not raise an
+// alert for ever.
+func (m *Metrics) ObserveRateLimitRemaining(org string, remaining float64, reported bool) {
+	if !reported {
+		m.rateRemaining.DeleteLabelValues(org)
+		return
+	}
 	m.rateRemaining.WithLabelValues(org).Set(remaining)
 }
 
@@ -86,62 +169,115 @@ func (m *Metrics) ObserveThrottle(org string, wait time.Duration) {
 	m.throttleWait.WithLabelValues(org).Add(wait.Seconds())
 }
 
-// ObserveSnapshot records a new snapshot (pools.Observer).
-func (m *Metrics) ObserveSnapshot(org, pool string, jobs int, fetchedAt time.Time) {
-	m.queuedJobs.WithLabelValues(org, pool).Set(float64(jobs))
+// ObserveSnapshot records a new snapshot (pools.Observer): the jobs by
+// state, the oldest waiting one, and the queue wait of every job seen
+// assigned for the first time. A job assigned and finished between two
+// refreshes is never seen, so short jobs are under-represented.
+func (m *Metrics) ObserveSnapshot(s *pools.Snapshot) {
 	m.mu.Lock()
-	m.fetchedAt[[2]string{org, pool}] = fetchedAt
-	m.mu.Unlock()
-}
-
-// ObserveUnroutable records the jobs no trigger accepts (routing.Observer).
-func (m *Metrics) ObserveUnroutable(org string, poolID int, jobs int) {
-	m.unroutable.WithLabelValues(org, strconv.Itoa(poolID)).Set(float64(jobs))
+	defer m.mu.Unlock()
+	st := m.stateLocked(s.Organization, s.PoolID)
+	st.name, st.fetchedAt = s.PoolName, s.FetchedAt
+	st.waiting, st.running, st.oldestWaiting = 0, 0, time.Time{}
+	present := make(map[uint64]bool, len(s.Jobs))
+	labels := []string{s.Organization, strconv.Itoa(s.PoolID), s.PoolName}
+	for i := range s.Jobs {
+		j := &s.Jobs[i]
+		present[j.ID] = true
+		if j.Waiting() {
+			st.waiting++
+			if !j.QueuedAt.IsZero() && (st.oldestWaiting.IsZero() || j.QueuedAt.Before(st.oldestWaiting)) {
+				st.oldestWaiting = j.QueuedAt
+			}
+			continue
+		}
+		st.running++
+		if !st.waitObserved[j.ID] && !j.QueuedAt.IsZero() && !j.AssignedAt.IsZero() && !j.AssignedAt.Before(j.QueuedAt) {
+			st.waitObserved[j.ID] = true
+			m.queueWait.WithLabelValues(labels...).Observe(j.AssignedAt.Sub(j.QueuedAt).Seconds())
+		}
+	}
+	for id := range st.waitObserved {
+		if !present[id] {
+			delete(st.waitObserved, id) // finished
+		}
+	}
 }
 
 // ForgetPool drops a pool that is no longer polled (pools.Observer).
-func (m *Metrics) ForgetPool(org, pool string) {
-	m.queuedJobs.DeleteLabelValues(org, pool)
-	m.unroutable.DeleteLabelValues(org, pool)
+func (m *Metrics) ForgetPool(org string, poolID int) {
 	m.mu.Lock()
-	delete(m.fetchedAt, [2]string{org, pool})
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	delete(m.pools, poolKey{org, poolID})
+}
+
+// ObservePlan records a pool's routing (routing.Observer): the jobs no
+// trigger accepts and each trigger's count.
+func (m *Metrics) ObservePlan(org string, poolID int, p *routing.Plan) {
+	counts := make(map[[2]string]int, len(p.Triggers))
+	for i := range p.Triggers {
+		t := &p.Triggers[i]
+		counts[[2]string{t.Namespace, t.Name}] = p.Count(t.ID)
+	}
+	unroutable := len(p.Unroutable())
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.stateLocked(org, poolID)
+	st.unroutable, st.triggers = unroutable, counts
 }
 
 // AgentDeleted counts a removal (sweeper.Observer).
-func (m *Metrics) AgentDeleted(org, pool string, dryRun bool) {
-	dr := "false"
-	if dryRun {
-		dr = "true"
-	}
-	m.sweepDeleted.WithLabelValues(org, pool, dr).Inc()
+func (m *Metrics) AgentDeleted(org string, poolID int, pool string, dryRun bool) {
+	m.sweepDeleted.WithLabelValues(org, strconv.Itoa(poolID), pool, strconv.FormatBool(dryRun)).Inc()
 }
 
 // AgentKept counts an agent kept, with the reason (sweeper.Observer).
-func (m *Metrics) AgentKept(org, pool, reason string) {
-	m.sweepKept.WithLabelValues(org, pool, reason).Inc()
+func (m *Metrics) AgentKept(org string, poolID int, pool, reason string) {
+	m.sweepKept.WithLabelValues(org, strconv.Itoa(poolID), pool, reason).Inc()
 }
 
 // SweepError counts a failure (sweeper.Observer).
-func (m *Metrics) SweepError(org, pool, op string) {
-	m.sweepErrors.WithLabelValues(org, pool, op).Inc()
+func (m *Metrics) SweepError(org string, poolID int, pool, op string) {
+	m.sweepErrors.WithLabelValues(org, strconv.Itoa(poolID), pool, op).Inc()
 }
 
 // PlaceholderAction counts one of the keeper's actions (placeholders.Observer).
 func (m *Metrics) PlaceholderAction(org string, poolID int, action, result string) {
-	m.placeholders.WithLabelValues(org, strconv.Itoa(poolID), action, result).Inc()
+	m.placeholders.WithLabelValues(org, strconv.Itoa(poolID), m.poolName(org, poolID), action, result).Inc()
 }
 
-// Describe implements prometheus.Collector for the snapshot ages.
-func (m *Metrics) Describe(ch chan<- *prometheus.Desc) { ch <- m.snapshotAgeDsc }
+// Describe implements prometheus.Collector for the scrape-time gauges.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.jobsDesc, m.oldestDesc, m.ageDesc, m.unroutableDesc, m.triggerDesc} {
+		ch <- d
+	}
+}
 
-// Collect computes snapshot ages at scrape time, so they grow while Azure
-// DevOps fails.
+// Collect computes the pools' gauges at scrape time.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	for k, at := range m.fetchedAt {
-		ch <- prometheus.MustNewConstMetric(m.snapshotAgeDsc, prometheus.GaugeValue, now.Sub(at).Seconds(), k[0], k[1])
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	for k, s := range m.pools {
+		l := []string{k.org, strconv.Itoa(k.id), s.name}
+		if !s.fetchedAt.IsZero() {
+			gauge(m.ageDesc, now.Sub(s.fetchedAt).Seconds(), l...)
+			gauge(m.jobsDesc, float64(s.waiting), append(l, "waiting")...)
+			gauge(m.jobsDesc, float64(s.running), append(l, "running")...)
+			oldest := 0.0
+			if !s.oldestWaiting.IsZero() {
+				oldest = max(0, now.Sub(s.oldestWaiting).Seconds())
+			}
+			gauge(m.oldestDesc, oldest, l...)
+		}
+		if s.triggers != nil {
+			gauge(m.unroutableDesc, float64(s.unroutable), l...)
+			for t, n := range s.triggers {
+				gauge(m.triggerDesc, float64(n), append(l, t[0], t[1])...)
+			}
+		}
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,7 +118,7 @@ func (p *Poller) refresh() {
 		}
 		p.lastErr = nil
 		p.snap = NewSnapshot(p.key.Organization, p.key.PoolID, p.name, requests, now)
-		o.Observer.ObserveSnapshot(p.key.Organization, strconv.Itoa(p.key.PoolID), len(p.snap.Jobs), now)
+		o.Observer.ObserveSnapshot(p.snap)
 	}
 	p.notifyLocked()
 }
@@ -248,3 +248,23 @@ func (p *Poller) Stopped() bool {
 
 // Key identifies the poller's pool.
 func (p *Poller) Key() Key { return p.key }
+
+// Status is a pool's state as it is, without refreshing anything: its
+// latest good snapshot (nil before the first) and, while refreshes fail,
+// the cause.
+type Status struct {
+	Key      Key
+	Name     string
+	Snapshot *Snapshot
+	Problem  string // "" while refreshes succeed
+}
+
+func (p *Poller) status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := Status{Key: p.key, Name: p.name, Snapshot: p.snap}
+	if cause := p.causeLocked(p.registry.opts.Now()); cause != "" && (p.lastErr != nil || p.attemptErr != nil || p.snap == nil) {
+		s.Problem = strings.TrimPrefix(cause, ": ")
+	}
+	return s
+}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -26,14 +26,14 @@ type Source interface {
 
 // Observer receives the pollers' measurements (the metrics package).
 type Observer interface {
-	ObserveSnapshot(org, pool string, jobs int, fetchedAt time.Time)
-	ForgetPool(org, pool string)
+	ObserveSnapshot(s *Snapshot)
+	ForgetPool(org string, poolID int)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) ObserveSnapshot(string, string, int, time.Time) {}
-func (nopObserver) ForgetPool(string, string)                      {}
+func (nopObserver) ObserveSnapshot(*Snapshot) {}
+func (nopObserver) ForgetPool(string, int)    {}
 
 // Options configure a Registry.
 type Options struct {
@@ -282,6 +282,28 @@ func (r *Registry) stopIfIdle(p *Poller) bool {
 	}
 	delete(r.pollers, p.key)
 	r.tellPollRateLocked(p.key.Organization)
-	r.opts.Observer.ForgetPool(p.key.Organization, strconv.Itoa(p.key.PoolID))
+	r.opts.Observer.ForgetPool(p.key.Organization, p.key.PoolID)
 	return true
+}
+
+// Statuses lists the pools in use as they are, by organization and pool
+// name, without refreshing them.
+func (r *Registry) Statuses() []Status {
+	r.mu.Lock()
+	pollers := make([]*Poller, 0, len(r.pollers))
+	for _, p := range r.pollers {
+		pollers = append(pollers, p)
+	}
+	r.mu.Unlock()
+	out := make([]Status, 0, len(pollers))
+	for _, p := range pollers {
+		out = append(out, p.status())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key.Organization != out[j].Key.Organization {
+			return out[i].Key.Organization < out[j].Key.Organization
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
 }

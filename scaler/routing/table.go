@@ -31,12 +31,13 @@ type Options struct {
 
 // Observer receives what routing measures (the metrics package).
 type Observer interface {
-	ObserveUnroutable(org string, poolID int, jobs int)
+	// ObservePlan receives every new plan of a pool.
+	ObservePlan(org string, poolID int, p *Plan)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) ObserveUnroutable(string, int, int) {}
+func (nopObserver) ObservePlan(string, int, *Plan) {}
 
 // pollGap separates two polls of one trigger: KEDA makes its calls of one
 // poll (GetMetricSpec, GetMetrics, IsActive) within milliseconds.
@@ -263,7 +264,7 @@ func (tb *Table) Plan(snap *pools.Snapshot) *Plan {
 // reason, and counts them: such a job waits until a trigger accepts it.
 func (tb *Table) reportUnroutableLocked(p *Plan) {
 	unroutable := p.Unroutable()
-	tb.router.o.Observer.ObserveUnroutable(tb.key.Organization, tb.key.PoolID, len(unroutable))
+	tb.router.o.Observer.ObservePlan(tb.key.Organization, tb.key.PoolID, p)
 	seen := make(map[uint64]bool, len(unroutable))
 	for _, r := range unroutable {
 		seen[r.Job.ID] = true

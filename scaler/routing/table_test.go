@@ -34,10 +34,10 @@ type unroutableCounts struct {
 	n  map[int]int
 }
 
-func (u *unroutableCounts) ObserveUnroutable(_ string, pool, jobs int) {
+func (u *unroutableCounts) ObservePlan(_ string, pool int, p *Plan) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.n[pool] = jobs
+	u.n[pool] = len(p.Unroutable())
 }
 
 func newTestRouter(o Options) (*Router, *clock, *bytes.Buffer) {

@@ -3,7 +3,6 @@ package sweeper
 import (
 	"context"
 	"errors"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -29,16 +28,16 @@ type Pool struct {
 
 // Observer counts decisions (the metrics package).
 type Observer interface {
-	AgentDeleted(org, pool string, dryRun bool)
-	AgentKept(org, pool, reason string)
-	SweepError(org, pool, op string)
+	AgentDeleted(org string, poolID int, pool string, dryRun bool)
+	AgentKept(org string, poolID int, pool, reason string)
+	SweepError(org string, poolID int, pool, op string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) AgentDeleted(string, string, bool) {}
-func (nopObserver) AgentKept(string, string, string)  {}
-func (nopObserver) SweepError(string, string, string) {}
+func (nopObserver) AgentDeleted(string, int, string, bool) {}
+func (nopObserver) AgentKept(string, int, string, string)  {}
+func (nopObserver) SweepError(string, int, string, string) {}
 
 // Options configure a Sweeper.
 type Options struct {
@@ -60,6 +59,8 @@ type Options struct {
 	// end of the sure holding of the Lease (Leadership.Until). Nil: none.
 	DeleteBy func() time.Time
 	Now      func() time.Time
+	// Journal receives each pool's last sweep (the status page). Nil: none.
+	Journal *Journal
 }
 
 // Sweeper removes stale offline agents.
@@ -125,7 +126,6 @@ func (s *Sweeper) SweepOnce(ctx context.Context) Result {
 
 func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 	var res Result
-	poolLabel := strconv.Itoa(p.ID)
 	log := s.log.WithFields(logrus.Fields{"organization": p.Organization, "pool": p.Name, "poolID": p.ID, "dryRun": s.o.DryRun})
 	src, ok := s.o.Sources[p.Organization]
 	if !ok {
@@ -135,11 +135,14 @@ func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	journal := PoolSweep{Organization: p.Organization, PoolID: p.ID, Pool: p.Name, At: s.o.Now(), DryRun: s.o.DryRun}
+	defer func() { s.o.Journal.record(journal) }()
 	listed, err := src.Agents(ctx, p.ID)
 	if err != nil {
 		// Without a sure list, nothing is deleted.
+		journal.Error = "listing agents failed, so nothing was deleted: " + err.Error()
 		log.WithError(err).Warn("listing agents failed; deleting nothing in this pool this sweep")
-		s.o.Observer.SweepError(p.Organization, poolLabel, "list")
+		s.o.Observer.SweepError(p.Organization, p.ID, p.Name, "list")
 		res.Errors++
 		return res
 	}
@@ -147,8 +150,9 @@ func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 	for _, a := range listed {
 		converted, ok := convert(a, s.o.IsPlaceholder)
 		if !ok {
+			journal.Error = "an agent in Azure DevOps' answer lacks its id, name or status, so nothing was deleted"
 			log.WithField("agent", a).Warn("an agent in the answer lacks its id, name or status; deleting nothing in this pool this sweep")
-			s.o.Observer.SweepError(p.Organization, poolLabel, "list")
+			s.o.Observer.SweepError(p.Organization, p.ID, p.Name, "list")
 			res.Errors++
 			return res
 		}
@@ -157,39 +161,49 @@ func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 	now := s.o.Now()
 	for _, d := range Decide(agents, now, s.o.Rules, s.o.Parents.Names(p.Organization)) {
 		alog := log.WithFields(logrus.Fields{"agent": d.Agent.Name, "agentID": d.Agent.ID, "reason": d.Reason})
+		entry := JournalEntry{Agent: d.Agent.Name, Reason: d.Reason}
 		if !d.OfflineSince.IsZero() && !d.Agent.Online {
-			alog = alog.WithField("offlineFor", now.Sub(d.OfflineSince).Round(time.Second).String())
+			entry.OfflineFor = now.Sub(d.OfflineSince).Round(time.Second)
+			alog = alog.WithField("offlineFor", entry.OfflineFor.String())
 		}
+		note := func(action string) { entry.Action = action; journal.add(entry) }
 		if !d.Delete {
+			note(ActionKept)
 			alog.Debug("keeping agent")
-			s.o.Observer.AgentKept(p.Organization, poolLabel, d.Reason)
+			s.o.Observer.AgentKept(p.Organization, p.ID, p.Name, d.Reason)
 			res.Kept++
 			continue
 		}
 		if s.o.DryRun {
+			note(ActionWouldDelete)
 			alog.Info("would delete agent (dry run)")
-			s.o.Observer.AgentDeleted(p.Organization, poolLabel, true)
+			s.o.Observer.AgentDeleted(p.Organization, p.ID, p.Name, true)
 			res.Deleted++
 			continue
 		}
 		if !s.o.Leading() {
+			note(ActionNotDeleted)
 			log.Warn("lost the sweeper Lease during a sweep; stopping")
 			return res
 		}
 		err := s.deleteAgent(ctx, src, p.ID, d.Agent.ID)
 		if errors.Is(err, azdo.ErrNotFound) || isStatus(err, 404) {
+			note(ActionAlreadyRemoved)
 			alog.Info("agent already removed")
 			continue
 		}
 		if err != nil {
 			// Tried again at the next sweep, never in a loop here.
+			entry.Reason += ": " + err.Error()
+			note(ActionDeleteFailed)
 			alog.WithError(err).Warn("deleting agent failed; will retry at the next sweep")
-			s.o.Observer.SweepError(p.Organization, poolLabel, "delete")
+			s.o.Observer.SweepError(p.Organization, p.ID, p.Name, "delete")
 			res.Errors++
 			continue
 		}
+		note(ActionDeleted)
 		alog.Info("deleted stale offline agent")
-		s.o.Observer.AgentDeleted(p.Organization, poolLabel, false)
+		s.o.Observer.AgentDeleted(p.Organization, p.ID, p.Name, false)
 		res.Deleted++
 	}
 	return res

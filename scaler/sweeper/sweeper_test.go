@@ -57,17 +57,17 @@ type countingObserver struct {
 	deleted, kept, errors map[string]int
 }
 
-func (c *countingObserver) AgentDeleted(_, _ string, dry bool) {
+func (c *countingObserver) AgentDeleted(_ string, _ int, _ string, dry bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.deleted[fmt.Sprint(dry)]++
 }
-func (c *countingObserver) AgentKept(_, _, reason string) {
+func (c *countingObserver) AgentKept(_ string, _ int, _, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.kept[reason]++
 }
-func (c *countingObserver) SweepError(_, _, op string) {
+func (c *countingObserver) SweepError(_ string, _ int, _, op string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.errors[op]++
