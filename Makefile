@@ -39,9 +39,10 @@ fuzz: ## each fuzz target for FUZZTIME (default 10s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./scaler/trigger
 	$(GO) test -run '^$$' -fuzz '^FuzzGetMetrics$$' -fuzztime $(FUZZTIME) ./scaler/service
 
-ship: ## what we ship: charts (Helm SDK), deploy/ drift, Dockerfiles, start.sh, the status page (needs bash, curl, shellcheck, chromium)
+ship: ## what we ship: charts (Helm SDK), deploy/ drift, Dockerfiles, start.sh, the status page, the release workflow (needs bash, curl, shellcheck, chromium)
 	shellcheck deploy/agent/start.sh deploy/agent/fetch-agent.sh .ci/run
 	cd test && $(GO) vet ./... && $(GO) test -race -count=1 ./charts ./dockerfiles ./agent ./statuspage
+	cd test/release && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 screenshot: ## the status page in headless Chromium against make run: rewrites docs/status-page.png
 	cd test && $(GO) test -count=1 ./statuspage -update

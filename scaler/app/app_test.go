@@ -150,14 +150,14 @@ func TestScalerEndToEndOverLoopback(t *testing.T) {
 	}
 	_, metrics := get(t, base+"/metrics")
 	for _, want := range []string{
-		`azdo_keda_scaler_azdo_requests_total{code="200",endpoint="jobrequests",organization="contoso"}`,
-		`azdo_keda_scaler_azdo_requests_total{code="200",endpoint="options",organization="contoso"}`,
-		`azdo_keda_scaler_azdo_request_duration_seconds_bucket{endpoint="jobrequests",organization="contoso"`,
+		`azdo_keda_scaler_azdo_requests_total{api="jobrequests",code="200",organization="contoso"}`,
+		`azdo_keda_scaler_azdo_requests_total{api="options",code="200",organization="contoso"}`,
+		`azdo_keda_scaler_azdo_request_duration_seconds_bucket{api="jobrequests",organization="contoso"`,
 		`azdo_keda_scaler_pool_jobs{organization="contoso",pool="linux",pool_id="1",state="waiting"} 1`,
 		`azdo_keda_scaler_pool_jobs{organization="contoso",pool="linux",pool_id="1",state="running"} 0`,
 		`azdo_keda_scaler_pool_oldest_waiting_job_age_seconds{organization="contoso",pool="linux",pool_id="1"}`,
 		`azdo_keda_scaler_pool_unroutable_jobs{organization="contoso",pool="linux",pool_id="1"} 0`,
-		`azdo_keda_scaler_trigger_jobs{namespace="ns",organization="contoso",pool="linux",pool_id="1",scaledjob="sj"} 1`,
+		`azdo_keda_scaler_trigger_jobs{organization="contoso",pool="linux",pool_id="1",scaledjob="sj",scaledjob_namespace="ns"} 1`,
 		`azdo_keda_scaler_snapshot_age_seconds{organization="contoso",pool="linux",pool_id="1"}`,
 		`azdo_keda_scaler_build_info{goversion="`,
 		`grpc_server_handled_total{grpc_code="OK",grpc_method="GetMetrics",grpc_service="externalscaler.ExternalScaler",grpc_type="unary"} 1`,

@@ -81,11 +81,11 @@ func withPool(extra ...string) []string {
 func New(reg prometheus.Registerer, version, revision string) *Metrics {
 	m := &Metrics{
 		azdoRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "azdo_requests_total",
-			Help: "Requests to Azure DevOps, by organization, endpoint and HTTP status (\"error\": no answer)."},
-			[]string{"organization", "endpoint", "code"}),
+			Help: "Requests to Azure DevOps, by organization, API (jobrequests, agents, ...) and HTTP status (\"error\": no answer)."},
+			[]string{"organization", "api", "code"}),
 		azdoLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "azdo_request_duration_seconds",
 			Help: "Latency of requests to Azure DevOps.", Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 9)},
-			[]string{"organization", "endpoint"}),
+			[]string{"organization", "api"}),
 		rateRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "azdo_ratelimit_remaining",
 			Help: "X-RateLimit-Remaining of Azure DevOps' latest answer (TSTUs left in its window); absent when that answer had none."}, []string{"organization"}),
 		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "azdo_throttled_requests_total",
@@ -112,7 +112,7 @@ func New(reg prometheus.Registerer, version, revision string) *Metrics {
 		unroutableDesc: prometheus.NewDesc(PoolUnroutable,
 			"Waiting jobs that no trigger of the pool accepts: they wait until one does.", poolLabels, nil),
 		triggerDesc: prometheus.NewDesc(TriggerJobs,
-			"Jobs a trigger (a ScaledJob) counts in the pool's latest routing: what KEDA gets from GetMetrics.", withPool("namespace", "scaledjob"), nil),
+			"Jobs a trigger (a ScaledJob) counts in the pool's latest routing: what KEDA gets from GetMetrics.", withPool("scaledjob_namespace", "scaledjob"), nil),
 		pools: map[poolKey]*poolState{},
 		now:   time.Now,
 	}

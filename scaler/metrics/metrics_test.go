@@ -105,8 +105,8 @@ func TestTriggerCounts(t *testing.T) {
 azdo_keda_scaler_pool_unroutable_jobs{organization="contoso",pool="linux",pool_id="7"} 1
 # HELP azdo_keda_scaler_trigger_jobs Jobs a trigger (a ScaledJob) counts in the pool's latest routing: what KEDA gets from GetMetrics.
 # TYPE azdo_keda_scaler_trigger_jobs gauge
-azdo_keda_scaler_trigger_jobs{namespace="ci",organization="contoso",pool="linux",pool_id="7",scaledjob="linux"} 2
-azdo_keda_scaler_trigger_jobs{namespace="ci",organization="contoso",pool="linux",pool_id="7",scaledjob="other"} 0
+azdo_keda_scaler_trigger_jobs{organization="contoso",pool="linux",pool_id="7",scaledjob="linux",scaledjob_namespace="ci"} 2
+azdo_keda_scaler_trigger_jobs{organization="contoso",pool="linux",pool_id="7",scaledjob="other",scaledjob_namespace="ci"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), PoolUnroutable, TriggerJobs); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,10 @@
 package charts
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,11 +15,14 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/trigger"
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -59,7 +64,7 @@ func TestScalerChart(t *testing.T) {
 	}{
 		{
 			values:    "ci/minimal-values.yaml",
-			wantKinds: []string{"ConfigMap", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			wantKinds: []string{"ConfigMap", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
 			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
 				if !f.SweepDryRun || !f.LeaderElect || f.SweepInterval == 0 {
 					t.Errorf("defaults: sweeper must run in dry run under leader election, got dryRun=%v leaderElect=%v interval=%v",
@@ -77,6 +82,15 @@ func TestScalerChart(t *testing.T) {
 				}
 				if !leases || f.LeaderElectLease != "azdo-keda-scaler" {
 					t.Errorf("Role must let the scaler update its Lease %q (named after the release): %+v", f.LeaderElectLease, role.Rules)
+				}
+				pdb, _ := Find[*policyv1.PodDisruptionBudget](objs)
+				if *d.Spec.Replicas != 2 || pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
+					t.Errorf("default: 2 replicas evicted one at a time, got %d replicas, PDB %+v", *d.Spec.Replicas, pdb.Spec)
+				}
+				spread := d.Spec.Template.Spec.TopologySpreadConstraints
+				if len(spread) != 1 || spread[0].TopologyKey != "kubernetes.io/hostname" || spread[0].WhenUnsatisfiable != corev1.ScheduleAnyway ||
+					!maps.Equal(spread[0].LabelSelector.MatchLabels, d.Spec.Selector.MatchLabels) {
+					t.Errorf("default: replicas spread softly over nodes, got %+v", spread)
 				}
 				if !f.Placeholders || f.PlaceholderDryRun || f.SweepFinishedFor != 30*time.Second || !slices.Equal([]string(f.SweepPools), []string{"*"}) ||
 					f.SweepAgentPattern != "*-?????-?????" {
@@ -99,7 +113,7 @@ func TestScalerChart(t *testing.T) {
 		},
 		{
 			values:    "ci/tls-values.yaml",
-			wantKinds: []string{"ConfigMap", "Deployment", "Service", "ServiceAccount"},
+			wantKinds: []string{"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"},
 			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
 				if f.TLSCertFile == "" || f.TLSKeyFile == "" || f.TLSClientCAFile == "" {
 					t.Errorf("TLS with client certificates: want cert, key and client CA flags, got %+v", f)
@@ -112,6 +126,12 @@ func TestScalerChart(t *testing.T) {
 				}
 				mountedUnder(t, d.Spec.Template.Spec.Containers[0], f.TLSCertFile, f.TLSKeyFile, f.TLSClientCAFile)
 			},
+		},
+		{
+			values: "ci/production-values.yaml",
+			wantKinds: []string{"ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule",
+				"Role", "RoleBinding", "Service", "ServiceAccount"},
+			check: checkProduction,
 		},
 	}
 	for _, tc := range cases {
@@ -155,6 +175,94 @@ func TestScalerChart(t *testing.T) {
 			}
 			tc.check(t, d, f, objs)
 		})
+	}
+}
+
+// checkProduction: ci/production-values.yaml behind a proxy with a corporate
+// CA, with alerts, a dashboard and the platform team's names.
+func checkProduction(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
+	for _, o := range objs {
+		if !strings.HasPrefix(o.Name, "azdo-scaler") {
+			t.Errorf("fullnameOverride: %s %q", o.Kind, o.Name)
+		}
+	}
+	pod := d.Spec.Template.Spec
+	c := pod.Containers[0]
+	if pod.PriorityClassName != "platform-critical" {
+		t.Errorf("priorityClassName %q", pod.PriorityClassName)
+	}
+	if e, _ := env(c, "HTTPS_PROXY"); e.Value != "http://proxy.corp.example:3128" {
+		t.Errorf("HTTPS_PROXY %q", e.Value)
+	}
+	noProxy, _ := env(c, "NO_PROXY")
+	for _, want := range []string{"$(KUBERNETES_SERVICE_HOST)", ".svc", "10.0.0.0/8", ".corp.example"} {
+		if !slices.Contains(strings.Split(noProxy.Value, ","), want) {
+			t.Errorf("NO_PROXY %q lacks %q: the API server must be reached directly", noProxy.Value, want)
+		}
+	}
+	if e, _ := env(c, "SSL_CERT_DIR"); !slices.Contains(strings.Split(e.Value, ":"), "/etc/azdo-keda-scaler/ca") || !hasMount(c, "/etc/azdo-keda-scaler/ca") {
+		t.Errorf("corporate CA: SSL_CERT_DIR %q must name the mounted bundle", e.Value)
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range pod.Volumes {
+		vols[v.Name] = v
+	}
+	if v := vols["ca-bundle"]; v.ConfigMap == nil || v.ConfigMap.Name != "corporate-ca" {
+		t.Errorf("ca-bundle volume %+v", v)
+	}
+	if v := vols["scratch"]; v.EmptyDir == nil || !hasMount(c, "/scratch") {
+		t.Errorf("extraVolumes/extraVolumeMounts: %+v", v)
+	}
+	if s := pod.TopologySpreadConstraints; len(s) != 1 || s[0].TopologyKey != "topology.kubernetes.io/zone" {
+		t.Errorf("topologySpreadConstraints replace the default spread, got %+v", s)
+	}
+
+	np, _ := Find[*networkingv1.NetworkPolicy](objs)
+	var proxyPort, extra bool
+	for _, r := range np.Spec.Egress {
+		for _, p := range r.Ports {
+			proxyPort = proxyPort || p.Port.IntValue() == 3128
+			extra = extra || (p.Port.IntValue() == 8443 && len(r.To) == 1 && r.To[0].IPBlock.CIDR == "192.0.2.10/32")
+		}
+	}
+	if !proxyPort || !extra {
+		t.Errorf("NetworkPolicy egress must allow the proxy's port and extraEgress: %+v", np.Spec.Egress)
+	}
+
+	rule, _ := Find[*monitoringv1.PrometheusRule](objs)
+	if rule.Labels["release"] != "prometheus" {
+		t.Errorf("PrometheusRule labels %v", rule.Labels)
+	}
+	alerts := map[string]string{}
+	for _, g := range rule.Spec.Groups {
+		for _, r := range g.Rules {
+			alerts[r.Alert] = r.Expr.String()
+		}
+	}
+	for _, a := range []string{"AzdoKedaScalerDataStale", "AzdoKedaScalerJobsNobodyCanRun", "AzdoKedaScalerRateLimitLow", "AzdoKedaScalerSweeperFailing"} {
+		if alerts[a] == "" {
+			t.Errorf("alert %s missing: %v", a, alerts)
+		}
+	}
+	if !strings.HasSuffix(alerts["AzdoKedaScalerJobWaitingLong"], "> 600") {
+		t.Errorf("prometheusRule.jobWaitingSeconds not used: %q", alerts["AzdoKedaScalerJobWaitingLong"])
+	}
+
+	var dash *corev1.ConfigMap
+	for _, o := range objs {
+		if o.Name == "azdo-scaler-dashboard" {
+			dash = o.Typed.(*corev1.ConfigMap)
+		}
+	}
+	if dash == nil || dash.Namespace != "monitoring" || dash.Labels["grafana_dashboard"] != "1" {
+		t.Fatalf("dashboard ConfigMap for Grafana's sidecar in namespace monitoring: %+v", dash)
+	}
+	var board struct {
+		Title  string `json:"title"`
+		Panels []any  `json:"panels"`
+	}
+	if err := json.Unmarshal([]byte(dash.Data["azdo-keda-scaler.json"]), &board); err != nil || board.Title == "" || len(board.Panels) == 0 {
+		t.Errorf("dashboard JSON: %v, %+v", err, board)
 	}
 }
 
@@ -602,6 +710,12 @@ func TestSchemaRejects(t *testing.T) {
 			[]string{"scaler/refreshInterval", "string"}},
 		{"unknown sweeper key", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\nsweeper: {dryrun: false}",
 			[]string{"sweeper", "dryrun"}},
+		{"typo at the root", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\nreplicas: 3",
+			[]string{"additional properties 'replicas' not allowed"}},
+		{"two CA bundles", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\ncaBundle: {configMap: a, secret: b}",
+			[]string{"/caBundle/secret", "maxLength"}},
+		{"proxy not a URL", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\nproxy: {httpsProxy: 'proxy:3128'}",
+			[]string{"proxy/httpsProxy"}},
 		{"TLS without Secret", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\ntls: {enabled: true}",
 			[]string{"tls", "existingSecret"}},
 		{"pool: no scaler address", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}",

@@ -56,6 +56,7 @@ var newTyped = map[string]func() any{
 	"policy/v1/PodDisruptionBudget":            func() any { return &policyv1.PodDisruptionBudget{} },
 	"networking.k8s.io/v1/NetworkPolicy":       func() any { return &networkingv1.NetworkPolicy{} },
 	"monitoring.coreos.com/v1/ServiceMonitor":  func() any { return &monitoringv1.ServiceMonitor{} },
+	"monitoring.coreos.com/v1/PrometheusRule":  func() any { return &monitoringv1.PrometheusRule{} },
 	"keda.sh/v1alpha1/ScaledJob":               func() any { return &kedav1alpha1.ScaledJob{} },
 	"keda.sh/v1alpha1/TriggerAuthentication":   func() any { return &kedav1alpha1.TriggerAuthentication{} },
 }
@@ -139,7 +140,12 @@ func Decode(manifest string) ([]Object, error) {
 		}
 		objs = append(objs, o)
 	}
-	sort.SliceStable(objs, func(i, j int) bool { return objs[i].Kind < objs[j].Kind })
+	sort.SliceStable(objs, func(i, j int) bool {
+		if objs[i].Kind != objs[j].Kind {
+			return objs[i].Kind < objs[j].Kind
+		}
+		return objs[i].Name < objs[j].Name
+	})
 	return objs, nil
 }
 

@@ -1,12 +1,17 @@
 {{- define "azdo-keda-scaler.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "azdo-keda-scaler.fullname" -}}
-{{- if contains .Chart.Name .Release.Name -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
 {{- .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -43,4 +48,17 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/* The sweeper's Lease. */}}
 {{- define "azdo-keda-scaler.lease" -}}
 {{- default (include "azdo-keda-scaler.fullname" .) .Values.leaderElection.lease -}}
+{{- end -}}
+
+{{/* The proxy's port, from proxy.httpsProxy (http://host:port): what the NetworkPolicy lets the pods reach. */}}
+{{- define "azdo-keda-scaler.proxyPort" -}}
+{{- $u := urlParse .Values.proxy.httpsProxy -}}
+{{- $hostPort := splitList ":" $u.host -}}
+{{- if gt (len $hostPort) 1 -}}
+{{- last $hostPort -}}
+{{- else if eq $u.scheme "https" -}}
+443
+{{- else -}}
+80
+{{- end -}}
 {{- end -}}

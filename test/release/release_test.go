@@ -1,0 +1,158 @@
+// Package release checks the GitHub workflows: actionlint finds no error,
+// and the release workflow publishes exactly the images and charts the
+// charts' defaults point at, tagged as the charts expect.
+package release
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/rhysd/actionlint"
+	"go.yaml.in/yaml/v3"
+)
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// TestWorkflowsLint runs actionlint (with shellcheck on run: scripts when
+// it is installed, as make ship requires) on every workflow.
+func TestWorkflowsLint(t *testing.T) {
+	opts := &actionlint.LinterOptions{Color: actionlint.ColorOptionKindNever}
+	if sc, err := exec.LookPath("shellcheck"); err == nil {
+		opts.Shellcheck = sc
+	} else {
+		t.Log("shellcheck not installed: run: scripts are not checked")
+	}
+	var out strings.Builder
+	linter, err := actionlint.NewLinter(&out, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(repoRoot(), ".github", "workflows", "*.yaml"))
+	if len(files) < 2 {
+		t.Fatalf("want the ci and release workflows, found %v", files)
+	}
+	errs, err := linter.LintFiles(files, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) > 0 {
+		t.Errorf("actionlint:\n%s", out.String())
+	}
+}
+
+// workflow is the part of the release workflow this test reads. (YAML 1.2:
+// "on" is a key, not YAML 1.1's true, so not sigs.k8s.io/yaml.)
+type workflow struct {
+	On struct {
+		Push struct {
+			Tags []string `yaml:"tags"`
+		} `yaml:"push"`
+	} `yaml:"on"`
+	Env  map[string]string `yaml:"env"`
+	Jobs map[string]struct {
+		Needs    any `yaml:"needs"`
+		Strategy struct {
+			Matrix struct {
+				Include []map[string]string `yaml:"include"`
+			} `yaml:"matrix"`
+		} `yaml:"strategy"`
+		Steps []struct {
+			Uses string            `yaml:"uses"`
+			Run  string            `yaml:"run"`
+			With map[string]string `yaml:"with"`
+		} `yaml:"steps"`
+	} `yaml:"jobs"`
+}
+
+// TestReleaseMatchesChartDefaults: a user who installs a published chart
+// with its defaults pulls images this workflow pushed, with the tag the
+// chart asks for (its appVersion, the git tag without its v).
+func TestReleaseMatchesChartDefaults(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot(), ".github", "workflows", "release.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wf workflow
+	if err := yaml.Unmarshal(b, &wf); err != nil {
+		t.Fatal(err)
+	}
+	if len(wf.On.Push.Tags) != 1 || wf.On.Push.Tags[0] != "v*" {
+		t.Errorf("the release runs on tags v*, got %v", wf.On.Push.Tags)
+	}
+
+	pushed := map[string]bool{} // image repositories the images job pushes
+	images := wf.Jobs["images"]
+	var build map[string]string
+	for _, s := range images.Steps {
+		if strings.HasPrefix(s.Uses, "docker/build-push-action@") {
+			build = s.With
+		}
+	}
+	if build == nil || build["platforms"] != "linux/amd64,linux/arm64" || build["push"] != "true" {
+		t.Fatalf("the images job must build and push for amd64 and arm64: %v", build)
+	}
+	if build["tags"] != "${{ env[matrix.image_env] }}:${{ steps.version.outputs.version }}" {
+		t.Errorf("image tag %q: want the version from the tag", build["tags"])
+	}
+	for _, m := range images.Strategy.Matrix.Include {
+		pushed[wf.Env[m["image_env"]]] = true
+		if _, err := os.Stat(filepath.Join(repoRoot(), m["context"], "Dockerfile")); err != nil {
+			t.Errorf("matrix %s: no Dockerfile in context %q", m["name"], m["context"])
+		}
+	}
+	for _, s := range images.Steps {
+		if strings.Contains(s.Run, "version=") && !strings.Contains(s.Run, `${GITHUB_REF_NAME#v}`) {
+			t.Errorf("version step %q: want the tag without its v", s.Run)
+		}
+	}
+
+	charts := wf.Jobs["charts"]
+	if charts.Needs != "images" {
+		t.Errorf("charts must be pushed only after the images (needs: images), got %v", charts.Needs)
+	}
+	var script string
+	for _, s := range charts.Steps {
+		script += s.Run
+	}
+	for _, want := range []string{`version="${GITHUB_REF_NAME#v}"`, `--version "$version" --app-version "$version"`, `helm push "dist/$chart-$version.tgz" "$CHART_REPOSITORY"`} {
+		if !strings.Contains(script, want) {
+			t.Errorf("charts job lacks %q:\n%s", want, script)
+		}
+	}
+	if wf.Env["CHART_REPOSITORY"] != "oci://ghcr.io/azdo-keda-scaler/charts" {
+		t.Errorf("CHART_REPOSITORY %q", wf.Env["CHART_REPOSITORY"])
+	}
+
+	for _, name := range []string{"azdo-keda-scaler", "azdo-agent-pool"} {
+		if !strings.Contains(script, name) {
+			t.Errorf("chart %s is not pushed", name)
+		}
+		var values struct {
+			Image struct {
+				Repository string `yaml:"repository"`
+				Tag        string `yaml:"tag"`
+			} `yaml:"image"`
+		}
+		b, err := os.ReadFile(filepath.Join(repoRoot(), "charts", name, "values.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(b, &values); err != nil {
+			t.Fatal(err)
+		}
+		if repo := values.Image.Repository; !pushed[repo] {
+			t.Errorf("chart %s defaults to image %s, which the release does not push (it pushes %v)", name, repo, pushed)
+		}
+		if tag := values.Image.Tag; tag != "" {
+			t.Errorf("chart %s pins image.tag %q: the release's tag is the chart's appVersion", name, tag)
+		}
+	}
+	t.Logf("release pushes %v and both charts to %s", pushed, wf.Env["CHART_REPOSITORY"])
+}
