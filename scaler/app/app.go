@@ -34,6 +34,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/entra"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/logging"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/metrics"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
@@ -131,8 +132,19 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, secretS
 	var sources []pools.Source
 	for i := range cfg.Organizations {
 		o := &cfg.Organizations[i]
-		c, err := azdo.New(azdo.Options{Name: o.Name, URL: o.URL, PAT: o.PAT(), Timeout: flags.AzdoTimeout,
-			QPS: flags.AzdoQPS, Observer: m, Logger: log, Secrets: secretSet})
+		opts := azdo.Options{Name: o.Name, URL: o.URL, Timeout: flags.AzdoTimeout, QPS: flags.AzdoQPS, Observer: m, Logger: log, Secrets: secretSet}
+		if o.Auth == config.AuthPAT {
+			opts.PAT = o.PAT()
+		} else {
+			tokens, err := entra.New(entra.Options{Auth: o.Auth, TenantID: o.TenantID, ClientID: o.ClientID,
+				ClientSecretFile: o.ClientSecretFile, ClientCertificateFile: o.ClientCertificateFile, TokenFile: o.TokenFile,
+				AuthorityHost: o.AuthorityHost, Secrets: secretSet})
+			if err != nil {
+				return fail(fmt.Errorf("organization %s: %w", o.Name, err))
+			}
+			opts.Token = tokens
+		}
+		c, err := azdo.New(opts)
 		if err != nil {
 			return fail(err)
 		}

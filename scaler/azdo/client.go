@@ -79,7 +79,8 @@ const minAutoQPS = 10
 type Options struct {
 	Name        string        // the organization's name in logs and metrics
 	URL         string        // https://dev.azure.com/ORG
-	PAT         PATSource     // required
+	PAT         PATSource     // a PAT (Basic auth), or:
+	Token       TokenSource   // a Microsoft Entra ID access token (Bearer); exactly one of the two
 	Timeout     time.Duration // per attempt; default 10s
 	Attempts    int           // per call; default 3
 	BaseBackoff time.Duration // first retry delay; default 500ms
@@ -103,6 +104,7 @@ type Client struct {
 	name     string
 	url      string
 	pat      PATSource
+	token    TokenSource
 	opts     Options
 	observer Observer
 	log      logrus.FieldLogger
@@ -114,14 +116,14 @@ type Client struct {
 	mu          sync.Mutex
 	pausedUntil time.Time
 	sdk         *taskagent.ClientImpl
-	sdkPAT      [32]byte // hash of the PAT the SDK client was built with
+	sdkAuth     [32]byte // hash of the Authorization header the SDK client was built with
 	locationURL string   // distributedtask's base URL, from ResourceAreas
 }
 
 // New builds a client. It makes no call until one is needed.
 func New(o Options) (*Client, error) {
-	if o.PAT == nil {
-		return nil, errors.New("azdo: a PAT source is required")
+	if (o.PAT == nil) == (o.Token == nil) {
+		return nil, errors.New("azdo: exactly one of a PAT source and a token source is required")
 	}
 	u, err := url.Parse(o.URL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -163,7 +165,7 @@ func New(o Options) (*Client, error) {
 		next = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	c := &Client{
-		name: o.Name, url: normalizeURL(o.URL), pat: o.PAT, opts: o, observer: o.Observer,
+		name: o.Name, url: normalizeURL(o.URL), pat: o.PAT, token: o.Token, opts: o, observer: o.Observer,
 		log:     o.Logger.WithField("organization", o.Name),
 		limiter: rate.NewLimiter(rate.Limit(o.QPS), o.Burst), autoQPS: auto, secrets: o.Secrets,
 	}
@@ -421,6 +423,26 @@ func (c *Client) attempt(ctx context.Context, op string, call func(context.Conte
 	return e
 }
 
+// authorization is the Authorization header of the next call, and whether
+// it is a PAT's: a PAT changes when its Secret is rotated, an access token
+// when the token source refreshes it before it expires.
+func (c *Client) authorization(ctx context.Context) (string, bool, error) {
+	if c.token != nil {
+		tok, err := c.token.Token(ctx)
+		if err != nil {
+			return "", false, &Error{Op: "get an access token", Err: err, Retryable: true, Detail: sanitize(c.secrets, err.Error())}
+		}
+		c.secrets.Add(tok)
+		return "Bearer " + tok, false, nil
+	}
+	pat, err := c.pat.PAT()
+	if err != nil {
+		return "", true, &Error{Op: "read PAT", Err: err, Detail: sanitize(c.secrets, err.Error())}
+	}
+	c.secrets.Add(pat)
+	return azuredevops.CreateBasicAuthHeaderValue("", pat), true, nil
+}
+
 // classify turns any of the SDK's error shapes into an *Error: a
 // *WrappedError or WrappedError value (JSON or text bodies), a decode error
 // when the body was neither (status known only to the transport), or a
@@ -506,17 +528,16 @@ func ReportAttempt(ctx context.Context, err error) {
 	}
 }
 
-// sdkClient returns the SDK client for the current PAT, building it (and,
-// once, discovering distributedtask's location) when needed.
+// sdkClient returns the SDK client for the current PAT or token, building
+// it (and, once, discovering distributedtask's location) when needed.
 func (c *Client) sdkClient(ctx context.Context) (*taskagent.ClientImpl, error) {
-	pat, err := c.pat.PAT()
+	auth, isPAT, err := c.authorization(ctx)
 	if err != nil {
-		return nil, &Error{Op: "read PAT", Err: err, Detail: sanitize(c.secrets, err.Error())}
+		return nil, err
 	}
-	c.secrets.Add(pat)
-	sum := sha256.Sum256([]byte(pat))
+	sum := sha256.Sum256([]byte(auth))
 	c.mu.Lock()
-	if c.sdk != nil && c.sdkPAT == sum {
+	if c.sdk != nil && c.sdkAuth == sum {
 		sdk := c.sdk
 		c.mu.Unlock()
 		return sdk, nil
@@ -524,7 +545,7 @@ func (c *Client) sdkClient(ctx context.Context) (*taskagent.ClientImpl, error) {
 	locationURL := c.locationURL
 	c.mu.Unlock()
 
-	conn := azuredevops.NewPatConnection(c.url, pat)
+	conn := &azuredevops.Connection{AuthorizationString: auth, BaseUrl: c.url, SuppressFedAuthRedirect: true}
 	if locationURL == "" {
 		// What taskagent.NewClient does, but on our HTTP client so that these
 		// calls are timed, limited and counted like the others.
@@ -542,10 +563,14 @@ func (c *Client) sdkClient(ctx context.Context) (*taskagent.ClientImpl, error) {
 	sdk := &taskagent.ClientImpl{Client: *azuredevops.NewClientWithOptions(conn, locationURL, azuredevops.WithHTTPClient(c.http))}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sdk != nil && c.sdkPAT != sum {
-		c.log.Info("personal access token changed; using the new one")
+	if c.sdk != nil && c.sdkAuth != sum {
+		if isPAT {
+			c.log.Info("personal access token changed; using the new one")
+		} else {
+			c.log.Debug("access token refreshed; using the new one")
+		}
 	}
-	c.sdk, c.sdkPAT, c.locationURL = sdk, sum, locationURL
+	c.sdk, c.sdkAuth, c.locationURL = sdk, sum, locationURL
 	return sdk, nil
 }
 

@@ -1,6 +1,7 @@
 package azdo
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +15,13 @@ type PATSource interface {
 	// PAT returns the current token. It is called before every call to
 	// Azure DevOps, so it must be cheap.
 	PAT() (string, error)
+}
+
+// TokenSource supplies a Microsoft Entra ID access token for Azure DevOps
+// (package entra). It is called before every call to Azure DevOps, so it
+// must cache the token and refresh it before it expires.
+type TokenSource interface {
+	Token(ctx context.Context) (string, error)
 }
 
 // StaticPAT is a token that never changes (from AZDO_PAT, or a test).

@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -277,8 +279,19 @@ type Organization struct {
 	// organization); default: the last segment of the URL.
 	Name string `json:"name,omitempty"`
 	URL  string `json:"url"`
-	// PATFile holds the PAT; it is re-read when it changes.
-	PATFile string `json:"patFile"`
+	// Auth is how the scaler signs in: pat (default), workload-identity or
+	// service-principal (Microsoft Entra ID tokens, package entra).
+	Auth string `json:"auth,omitempty"`
+	// PATFile holds the PAT (auth: pat); it is re-read when it changes.
+	PATFile string `json:"patFile,omitempty"`
+	// Entra ID (auth: workload-identity or service-principal). A workload
+	// identity's empty fields come from the webhook's AZURE_* variables.
+	TenantID              string `json:"tenantId,omitempty"`
+	ClientID              string `json:"clientId,omitempty"`
+	ClientSecretFile      string `json:"clientSecretFile,omitempty"`
+	ClientCertificateFile string `json:"clientCertificateFile,omitempty"`
+	TokenFile             string `json:"tokenFile,omitempty"`
+	AuthorityHost         string `json:"authorityHost,omitempty"`
 	// AllowedNamespaces restricts which namespaces' triggers may use the
 	// organization's pools not listed under pools (globs; empty: all).
 	AllowedNamespaces []string `json:"allowedNamespaces,omitempty"`
@@ -312,11 +325,9 @@ func LoadFile(file string) (*File, error) {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	for i := range cfg.Organizations {
-		o := &cfg.Organizations[i]
-		if o.PATFile == "" {
-			return nil, fmt.Errorf("%s: organizations[%d] (%s): patFile is required", file, i, o.URL)
+		if err := cfg.Organizations[i].checkAuth(); err != nil {
+			return nil, fmt.Errorf("%s: organizations[%d] (%s): %w", file, i, cfg.Organizations[i].URL, err)
 		}
-		o.pat = &azdo.FilePAT{Path: o.PATFile}
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -324,9 +335,60 @@ func LoadFile(file string) (*File, error) {
 	return &cfg, nil
 }
 
+// Auth modes (key auth of an organization).
+const (
+	AuthPAT              = "pat"
+	AuthWorkloadIdentity = "workload-identity"
+	AuthServicePrincipal = "service-principal"
+)
+
+// checkAuth checks that the organization's keys fit its auth mode, and
+// sets its PAT source for auth: pat.
+func (o *Organization) checkAuth() error {
+	entraKeys := map[string]string{"tenantId": o.TenantID, "clientId": o.ClientID, "clientSecretFile": o.ClientSecretFile,
+		"clientCertificateFile": o.ClientCertificateFile, "tokenFile": o.TokenFile, "authorityHost": o.AuthorityHost}
+	switch o.Auth {
+	case "", AuthPAT:
+		o.Auth = AuthPAT
+		if o.PATFile == "" {
+			return errors.New("patFile is required (or set auth: workload-identity or service-principal)")
+		}
+		for _, k := range slices.Sorted(maps.Keys(entraKeys)) {
+			if entraKeys[k] != "" {
+				return fmt.Errorf("%s is for auth: workload-identity or service-principal, not auth: pat", k)
+			}
+		}
+		o.pat = &azdo.FilePAT{Path: o.PATFile}
+	case AuthWorkloadIdentity, AuthServicePrincipal:
+		if o.PATFile != "" {
+			return fmt.Errorf("patFile is for auth: pat, not auth: %s", o.Auth)
+		}
+		if o.AuthorityHost != "" {
+			if u, err := url.Parse(o.AuthorityHost); err != nil || u.Scheme != "https" || u.Host == "" {
+				return fmt.Errorf("authorityHost %q is not an https URL", o.AuthorityHost)
+			}
+		}
+		if o.Auth == AuthServicePrincipal {
+			switch {
+			case o.TenantID == "" || o.ClientID == "":
+				return errors.New("auth: service-principal needs tenantId and clientId")
+			case (o.ClientSecretFile == "") == (o.ClientCertificateFile == ""):
+				return errors.New("auth: service-principal needs exactly one of clientSecretFile and clientCertificateFile")
+			case o.TokenFile != "":
+				return errors.New("tokenFile is for auth: workload-identity")
+			}
+		} else if o.ClientSecretFile != "" || o.ClientCertificateFile != "" {
+			return errors.New("clientSecretFile and clientCertificateFile are for auth: service-principal")
+		}
+	default:
+		return fmt.Errorf("auth %q: want pat, workload-identity or service-principal", o.Auth)
+	}
+	return nil
+}
+
 // SingleOrganization is the configuration of --org-url.
 func SingleOrganization(orgURL, patFile, pat string) (*File, error) {
-	o := Organization{URL: orgURL, PATFile: patFile}
+	o := Organization{URL: orgURL, PATFile: patFile, Auth: AuthPAT}
 	if patFile != "" {
 		o.pat = &azdo.FilePAT{Path: patFile}
 	} else {
@@ -339,7 +401,7 @@ func SingleOrganization(orgURL, patFile, pat string) (*File, error) {
 // WithPAT builds a one-organization configuration with a given token source
 // (the demo and tests).
 func WithPAT(name, orgURL string, pat azdo.PATSource) *File {
-	return &File{Organizations: []Organization{{Name: name, URL: orgURL, pat: pat}}}
+	return &File{Organizations: []Organization{{Name: name, URL: orgURL, Auth: AuthPAT, pat: pat}}}
 }
 
 func (c *File) validate() error {

@@ -83,6 +83,9 @@ organizations:
 	if u, _ := cfg.URL("Contoso"); u != "https://dev.azure.com/contoso" {
 		t.Errorf("URL = %q", u)
 	}
+	if cfg.Organizations[0].Auth != AuthPAT {
+		t.Errorf("auth defaults to pat, got %q", cfg.Organizations[0].Auth)
+	}
 	if p, err := cfg.Organizations[0].PAT().PAT(); err != nil || p != "token" {
 		t.Errorf("PAT = %q, %v", p, err)
 	}
@@ -110,6 +113,13 @@ organizations:
 		{"organizations:\n  - url: https://dev.azure.com/a\n    patFile: p\n    colour: blue\n", "colour"},
 		{"organizations:\n  - url: https://dev.azure.com/a\n    patFile: p\n  - url: https://dev.azure.com/A/\n    patFile: p\n", "twice"},
 		{"organizations:\n  - url: https://dev.azure.com/a\n    patFile: p\n    pools: [{name: x, id: 3}]\n", "exactly one of name and id"},
+		{"organizations:\n  - url: https://dev.azure.com/a\n    auth: managed\n", `organizations[0] (https://dev.azure.com/a): auth "managed"`},
+		{"organizations:\n  - url: https://dev.azure.com/a\n    patFile: p\n    clientId: c\n", "clientId is for auth: workload-identity or service-principal"},
+		{"organizations:\n  - url: https://dev.azure.com/a\n    auth: service-principal\n    clientId: c\n    clientSecretFile: s\n", "needs tenantId and clientId"},
+		{"organizations:\n  - url: https://dev.azure.com/a\n    auth: service-principal\n    tenantId: t\n    clientId: c\n", "exactly one of clientSecretFile and clientCertificateFile"},
+		{"organizations:\n  - url: https://dev.azure.com/a\n    auth: workload-identity\n    patFile: p\n", "patFile is for auth: pat"},
+		{"organizations:\n  - url: https://dev.azure.com/a\n    auth: workload-identity\n    clientSecretFile: s\n", "are for auth: service-principal"},
+		{"organizations:\n  - url: https://dev.azure.com/a\n    auth: workload-identity\n    authorityHost: http://login\n", "not an https URL"},
 	} {
 		_, err := LoadFile(writeFile(t, "c.yaml", bad.yaml))
 		if err == nil || !strings.Contains(err.Error(), bad.want) {

@@ -246,6 +246,8 @@ type Org struct {
 	Name   string
 
 	pats        map[string]bool
+	bearers     map[string]bool // Entra ID access tokens accepted
+	bearerSeen  []string
 	pools       map[int]*pool
 	nextPool    int
 	nextAgent   int
@@ -258,6 +260,26 @@ type pool struct {
 	info     taskagent.TaskAgentPool
 	requests []*taskagent.TaskAgentJobRequest // in queue order
 	agents   []*taskagent.TaskAgent
+}
+
+// SetBearerTokens replaces the Microsoft Entra ID access tokens the
+// organization accepts (Authorization: Bearer), as Azure DevOps accepts a
+// service principal's or a managed identity's token.
+func (o *Org) SetBearerTokens(tokens ...string) {
+	o.server.mu.Lock()
+	defer o.server.mu.Unlock()
+	o.bearers = map[string]bool{}
+	for _, t := range tokens {
+		o.bearers[t] = true
+	}
+}
+
+// BearerTokensSeen lists the bearer tokens of the organization's requests,
+// accepted or not, in order.
+func (o *Org) BearerTokensSeen() []string {
+	o.server.mu.Lock()
+	defer o.server.mu.Unlock()
+	return append([]string(nil), o.bearerSeen...)
 }
 
 // SetPATs replaces the PATs the organization accepts (PAT rotation).
@@ -681,6 +703,12 @@ func route(method string, p []string) (ep Endpoint, poolID, itemID int, ok bool)
 
 func (s *Server) authorized(o *Org, r *http.Request) bool {
 	scheme, encoded, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if ok && strings.EqualFold(scheme, "Bearer") {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		o.bearerSeen = append(o.bearerSeen, encoded)
+		return o.bearers[encoded]
+	}
 	if !ok || !strings.EqualFold(scheme, "Basic") {
 		return false
 	}
@@ -741,7 +769,14 @@ func (s *Server) answer(o *Org, ep Endpoint, poolID, itemID int, r *http.Request
 	case Options:
 		return collection(locationList())
 	case ResourceAreas:
-		base := strings.ToLower(s.URL()+"/"+o.Name) + "/"
+		// Azure DevOps answers its own public URL; the fake answers the one
+		// it was reached at, which is its own unless served elsewhere (TLS
+		// behind a name, through a proxy).
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base := strings.ToLower(scheme+"://"+r.Host+"/"+o.Name) + "/"
 		return collection([]azuredevops.ResourceAreaInfo{
 			{Id: &distributedTaskArea, Name: ptr("distributedtask"), LocationUrl: &base},
 			{Id: &locationArea, Name: ptr("Location"), LocationUrl: &base},

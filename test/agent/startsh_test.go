@@ -14,12 +14,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/scalertest"
 )
 
 const (
@@ -97,7 +97,7 @@ type harness struct {
 	agentID int
 	dir     string
 	env     []string
-	stderr  lockedBuffer
+	stderr  scalertest.LockedBuffer
 	cmd     *exec.Cmd
 }
 
@@ -175,30 +175,6 @@ func (h *harness) wait() int {
 
 // output is start.sh's output so far.
 func (h *harness) output() string { return h.stderr.String() }
-
-// lockedBuffer is start.sh's output, read while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedBuffer) Reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Reset()
-}
 
 func (h *harness) run(args ...string) int {
 	h.start(args...)

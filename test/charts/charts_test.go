@@ -128,6 +128,11 @@ func TestScalerChart(t *testing.T) {
 			},
 		},
 		{
+			values:    "ci/entra-values.yaml",
+			wantKinds: []string{"ConfigMap", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			check:     checkEntra,
+		},
+		{
 			values: "ci/production-values.yaml",
 			wantKinds: []string{"ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule",
 				"Role", "RoleBinding", "Service", "ServiceAccount"},
@@ -164,7 +169,9 @@ func TestScalerChart(t *testing.T) {
 			f := scalerFlags(t, c)
 			cfg := renderedConfig(t, objs, f.ConfigFile, c)
 			for _, o := range cfg.Organizations {
-				mountedUnder(t, c, o.PATFile)
+				if o.Auth == config.AuthPAT {
+					mountedUnder(t, c, o.PATFile)
+				}
 			}
 			svc, _ := Find[*corev1.Service](objs)
 			if svc.Spec.Ports[0].TargetPort.String() != "grpc" || !strings.HasSuffix(f.GRPCAddr, ":6000") {
@@ -175,6 +182,54 @@ func TestScalerChart(t *testing.T) {
 			}
 			tc.check(t, d, f, objs)
 		})
+	}
+}
+
+// checkEntra: each organization's way to sign in reaches the scaler's
+// config (loaded by the scaler's own loader in the caller), with its
+// credential file mounted, and a workload identity gets the webhook's label
+// and no Secret at all.
+func checkEntra(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
+	pod := d.Spec.Template.Spec
+	c := pod.Containers[0]
+	if d.Spec.Template.Labels["azure.workload.identity/use"] != "true" {
+		t.Errorf("a workload identity needs the pod label azure.workload.identity/use: %v", d.Spec.Template.Labels)
+	}
+	cfg := renderedConfig(t, objs, f.ConfigFile, c)
+	byName := map[string]config.Organization{}
+	for _, o := range cfg.Organizations {
+		byName[o.Name] = o
+	}
+	if o := byName["contoso"]; o.Auth != config.AuthWorkloadIdentity || o.PATFile != "" || o.ClientSecretFile != "" {
+		t.Errorf("contoso: %+v", o)
+	}
+	fab := byName["fabrikam"]
+	if fab.Auth != config.AuthServicePrincipal || fab.TenantID == "" || fab.ClientID == "" || fab.ClientSecretFile == "" {
+		t.Errorf("fabrikam: %+v", fab)
+	}
+	ad := byName["adatum"]
+	if ad.ClientCertificateFile == "" || ad.ClientSecretFile != "" || ad.AuthorityHost != "https://login.microsoftonline.us/" {
+		t.Errorf("adatum: %+v", ad)
+	}
+	if o := byName["tailspin"]; o.Auth != config.AuthPAT || o.PATFile == "" {
+		t.Errorf("tailspin: %+v", o)
+	}
+	mountedUnder(t, c, fab.ClientSecretFile, ad.ClientCertificateFile, byName["tailspin"].PATFile)
+	secretKeys := map[string]string{} // Secret name -> the key mounted
+	for _, v := range pod.Volumes {
+		if v.Secret != nil {
+			for _, it := range v.Secret.Items {
+				secretKeys[v.Secret.SecretName] = it.Key + "->" + it.Path
+			}
+		}
+	}
+	want := map[string]string{"fabrikam-sp": "clientSecret->client-secret", "adatum-sp-cert": "tls.pem->client-certificate.pem", "tailspin-pat": "pat->pat"}
+	if !maps.Equal(secretKeys, want) {
+		t.Errorf("mounted Secret keys %v, want %v (and none for the workload identity)", secretKeys, want)
+	}
+	sa, _ := Find[*corev1.ServiceAccount](objs)
+	if sa.Annotations["azure.workload.identity/client-id"] == "" {
+		t.Errorf("ServiceAccount annotations %v", sa.Annotations)
 	}
 }
 
@@ -716,6 +771,14 @@ func TestSchemaRejects(t *testing.T) {
 			[]string{"/caBundle/secret", "maxLength"}},
 		{"proxy not a URL", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\nproxy: {httpsProxy: 'proxy:3128'}",
 			[]string{"proxy/httpsProxy"}},
+		{"service principal without tenant", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, auth: service-principal, clientId: x, existingSecret: s}]",
+			[]string{"organizations/0", "tenantId"}},
+		{"workload identity with a Secret", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, auth: workload-identity, existingSecret: s}]",
+			[]string{"organizations/0/existingSecret", "maxLength"}},
+		{"PAT with a client id", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s, clientId: x}]",
+			[]string{"organizations/0/clientId", "maxLength"}},
+		{"unknown auth", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, auth: managed-identity}]",
+			[]string{"organizations/0/auth"}},
 		{"TLS without Secret", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\ntls: {enabled: true}",
 			[]string{"tls", "existingSecret"}},
 		{"pool: no scaler address", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}",

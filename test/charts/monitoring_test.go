@@ -24,10 +24,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/logging"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/scalertest"
 )
 
 // targetLabels are the labels Prometheus adds to every series it scrapes
@@ -215,21 +213,8 @@ func scrapeRunningScaler(t *testing.T, want []selector) map[string][]string {
 	if err := os.WriteFile(patFile, []byte(pat), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	flags, err := config.Parse("test", []string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--org-url", fake.OrgURL("contoso"), "--pat-file", patFile, "--refresh-interval", "1s",
-		"--routing-warmup", "0s", "--sweep-interval", "200ms", "--azdo-qps", "2"}, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, redactor, err := logging.New(io.Discard, flags.LogFormat, flags.LogLevel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, err := app.Start(context.Background(), flags, log, redactor, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(inst.Stop)
+	inst := scalertest.Start(t, io.Discard, "--org-url", fake.OrgURL("contoso"), "--pat-file", patFile, "--refresh-interval", "1s",
+		"--routing-warmup", "0s", "--sweep-interval", "200ms", "--azdo-qps", "2")
 
 	conn, err := grpc.NewClient(inst.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
