@@ -432,7 +432,7 @@ func (c *Client) authorization(ctx context.Context) (string, bool, error) {
 		if err != nil {
 			return "", false, &Error{Op: "get an access token", Err: err, Retryable: true, Detail: sanitize(c.secrets, err.Error())}
 		}
-		c.secrets.Add(tok)
+		c.secrets.AddRotating("access token of "+c.name, tok)
 		return "Bearer " + tok, false, nil
 	}
 	pat, err := c.pat.PAT()

@@ -178,7 +178,6 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", errors.New(firstLines(s.o.Secrets.Redact(err.Error())))
 	}
-	s.o.Secrets.Add(tok.Token)
 	return tok.Token, nil
 }
 

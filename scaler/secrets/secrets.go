@@ -30,7 +30,15 @@ type Set struct {
 	mu      sync.RWMutex
 	secrets []string // every form of every secret, longest first
 	known   map[string]bool
+	// rotating holds, per slot, the latest secrets of a value that changes
+	// all the time (an access token refreshed hourly): only the last
+	// keepRotating are redacted, so the set does not grow for ever.
+	rotating map[string][]string
 }
+
+// keepRotating: the current token and the one before it (an error about
+// a call made with it may still be on its way to a log).
+const keepRotating = 2
 
 // NewSet returns an empty set.
 func NewSet() *Set { return &Set{} }
@@ -71,6 +79,40 @@ func (s *Set) Add(secret string) {
 	sort.SliceStable(s.secrets, func(i, j int) bool { return len(s.secrets[i]) > len(s.secrets[j]) })
 }
 
+// AddRotating registers the latest value of a secret that is replaced
+// often (an access token), under a slot naming it; the values older than
+// the last keepRotating of that slot are forgotten.
+func (s *Set) AddRotating(slot, secret string) {
+	secret = strings.TrimSpace(secret)
+	if len(secret) < minLen {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rotating == nil {
+		s.rotating = map[string][]string{}
+	}
+	vals := s.rotating[slot]
+	if len(vals) > 0 && vals[len(vals)-1] == secret {
+		return
+	}
+	vals = append(vals, secret)
+	if len(vals) > keepRotating {
+		vals = vals[len(vals)-keepRotating:]
+	}
+	s.rotating[slot] = vals
+}
+
+// rotatingForms are the current rotating secrets, as they may appear: the
+// value itself and after a Bearer scheme (the patterns catch the rest).
+func (s *Set) rotatingForms() []string {
+	var out []string
+	for _, vals := range s.rotating {
+		out = append(out, vals...)
+	}
+	return out
+}
+
 // Credentials in any text, known or not: an Authorization header or
 // field, a Basic or Bearer credential, and the fields OAuth token
 // endpoints answer with.
@@ -86,6 +128,11 @@ func (s *Set) Redact(text string) string {
 	if s != nil {
 		s.mu.RLock()
 		for _, f := range s.secrets {
+			if strings.Contains(text, f) {
+				text = strings.ReplaceAll(text, f, Redacted)
+			}
+		}
+		for _, f := range s.rotatingForms() {
 			if strings.Contains(text, f) {
 				text = strings.ReplaceAll(text, f, Redacted)
 			}

@@ -2,6 +2,7 @@ package secrets
 
 import (
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -66,5 +67,21 @@ func TestTruncate(t *testing.T) {
 	got := Truncate(long, 11)
 	if !strings.HasPrefix(got, strings.Repeat("é", 5)+"…(200 bytes)") {
 		t.Fatalf("truncate = %q", got)
+	}
+}
+
+// An access token refreshed every hour must not make the set grow for
+// ever: only a slot's last two values are redacted.
+func TestAddRotatingKeepsTheLastTwo(t *testing.T) {
+	s := NewSet()
+	for i := range 1000 {
+		s.AddRotating("token of contoso", fmt.Sprintf("access-token-%04d", i))
+	}
+	got := s.Redact("access-token-0998 access-token-0999 access-token-0997")
+	if got != "[REDACTED] [REDACTED] access-token-0997" {
+		t.Errorf("Redact = %q", got)
+	}
+	if n := len(s.rotatingForms()); n != 2 {
+		t.Errorf("%d rotating secrets kept, want 2", n)
 	}
 }
