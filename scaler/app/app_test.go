@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,40 +27,25 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/logging"
 )
 
 const testPAT = "app-test-pat-0123456789abcdef"
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // start runs the whole scaler on loopback with the given flags.
-func start(t *testing.T, args ...string) (*Instance, *lockedBuffer) {
+func start(t *testing.T, args ...string) (*Instance, *syncbuf.Buffer) {
 	t.Helper()
 	args = append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "debug", "--sweep-interval", "0"}, args...)
 	flags, err := config.Parse("test", args, func(string) string { return "" }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	log, redactor, err := logging.New(logs, flags.LogFormat, flags.LogLevel)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +60,7 @@ func start(t *testing.T, args ...string) (*Instance, *lockedBuffer) {
 
 // startAgainst starts the scaler on the fake's organization contoso, its
 // PAT in a file, with the test's flags.
-func startAgainst(t *testing.T, fake *fakeazdo.Server, pat string, args ...string) (*Instance, *lockedBuffer) {
+func startAgainst(t *testing.T, fake *fakeazdo.Server, pat string, args ...string) (*Instance, *syncbuf.Buffer) {
 	t.Helper()
 	patFile := filepath.Join(t.TempDir(), "pat")
 	if err := os.WriteFile(patFile, []byte(pat), 0o600); err != nil {
@@ -100,11 +84,7 @@ func dial(t *testing.T, inst *Instance) *grpc.ClientConn {
 // pat) and a pool "linux", for the test's life.
 func startFake(t *testing.T, pat string) (*fakeazdo.Server, *fakeazdo.Org, int) {
 	t.Helper()
-	fake := fakeazdo.New()
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
+	fake := fakeazdotest.Start(t)
 	org := fake.AddOrg("contoso", pat)
 	return fake, org, org.AddPool("linux")
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 )
 
@@ -19,11 +20,7 @@ const testPAT = "pat-for-tests-0123456789"
 
 func startFake(t *testing.T) (*fakeazdo.Server, *fakeazdo.Org) {
 	t.Helper()
-	s := fakeazdo.New()
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s := fakeazdotest.Start(t)
 	return s, s.AddOrg("Contoso", testPAT)
 }
 

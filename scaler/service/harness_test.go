@@ -1,10 +1,8 @@
 package service_test
 
 import (
-	"bytes"
 	"context"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,9 +13,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/logging"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
@@ -31,26 +31,9 @@ type env struct {
 	cfg    *config.File
 	client pb.ExternalScalerClient
 	conn   *grpc.ClientConn
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	reg    *pools.Registry
 	svc    *service.Service
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type orgSpec struct {
@@ -78,11 +61,7 @@ func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fake
 	if o.stale == 0 {
 		o.stale = time.Minute
 	}
-	fake := fakeazdo.New()
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
+	fake := fakeazdotest.Start(t)
 	fakes := map[string]*fakeazdo.Org{}
 	cfg := &config.File{}
 	for _, spec := range orgs {
@@ -93,7 +72,7 @@ func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fake
 	if o.cfg != nil {
 		o.cfg(cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log, secretSet, err := logging.New(logs, "json", "debug")
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/placeholders"
 )
 
@@ -32,11 +33,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	s := fakeazdo.New()
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
+	s := fakeazdotest.Start(t)
 	org := s.AddOrg("contoso", pat)
 	c, err := azdo.New(azdo.Options{Name: "contoso", URL: s.OrgURL("contoso"), PAT: azdo.StaticPAT(pat), Timeout: time.Second,
 		BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, QPS: 10000, Burst: 10000, Logger: quietLogger()})

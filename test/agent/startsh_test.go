@@ -18,8 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/scalertest"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
 )
 
 const (
@@ -97,7 +98,7 @@ type harness struct {
 	agentID int
 	dir     string
 	env     []string
-	stderr  scalertest.LockedBuffer
+	stderr  syncbuf.Buffer
 	cmd     *exec.Cmd
 }
 
@@ -108,11 +109,7 @@ func newHarness(t *testing.T, extraEnv ...string) *harness {
 			t.Fatalf("%s is needed to run start.sh: %v", tool, err)
 		}
 	}
-	h := &harness{t: t, fake: fakeazdo.New(), dir: t.TempDir()}
-	if err := h.fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.fake.Close)
+	h := &harness{t: t, fake: fakeazdotest.Start(t), dir: t.TempDir()}
 	h.org = h.fake.AddOrg("contoso", pat)
 	h.poolID = h.org.AddPool("linux")
 	// The agent as config.sh would have registered it.

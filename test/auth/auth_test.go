@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeentra"
@@ -126,7 +127,7 @@ func TestServicePrincipalThroughProxyWithCorporateCA(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &scalertest.LockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	inst := startScaler(t, logs, "--config", cfgFile, "--refresh-interval", "1s", "--min-refresh-interval", "1s",
 		"--stale-after", "3s", "--azdo-timeout", "2s")
 

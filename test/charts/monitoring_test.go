@@ -25,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/scalertest"
 )
 
@@ -191,11 +192,7 @@ func selectors(expr string) ([]selector, error) {
 // their label names) on /metrics once every wanted name is there.
 func scrapeRunningScaler(t *testing.T, want []selector) map[string][]string {
 	t.Helper()
-	fake := fakeazdo.New()
-	if err := fake.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fake.Close)
+	fake := fakeazdotest.Start(t)
 	const pat = "monitoring-test-pat"
 	org := fake.AddOrg("contoso", pat)
 	pool := org.AddPool("linux")

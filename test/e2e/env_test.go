@@ -22,6 +22,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/charts"
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	"helm.sh/helm/v3/pkg/action"
+	helmchart "helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -242,13 +243,10 @@ next:
 	return sum, sc.Err()
 }
 
-// helmInstall is a real `helm install` into the e2e API server.
-func helmInstall(t *testing.T, chart, namespace, release string, values map[string]any) {
+// helmSetup is Helm's action configuration for a namespace of the e2e API
+// server, and the chart loaded from charts/.
+func helmSetup(t *testing.T, chart, namespace string) (*action.Configuration, *helmchart.Chart) {
 	t.Helper()
-	ctx := context.Background()
-	if err := env.cluster.CreateNamespace(ctx, namespace); err != nil {
-		t.Fatal(err)
-	}
 	flags := genericclioptions.NewConfigFlags(false)
 	flags.KubeConfig, flags.Namespace = &env.cluster.Kubeconfig, &namespace
 	cfg := new(action.Configuration)
@@ -259,6 +257,17 @@ func helmInstall(t *testing.T, chart, namespace, release string, values map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg, ch
+}
+
+// helmInstall is a real `helm install` into the e2e API server.
+func helmInstall(t *testing.T, chart, namespace, release string, values map[string]any) {
+	t.Helper()
+	ctx := context.Background()
+	if err := env.cluster.CreateNamespace(ctx, namespace); err != nil {
+		t.Fatal(err)
+	}
+	cfg, ch := helmSetup(t, chart, namespace)
 	install := action.NewInstall(cfg)
 	install.ReleaseName, install.Namespace = release, namespace
 	install.Timeout = time.Minute
@@ -584,16 +593,7 @@ func randomName(n int) string {
 // helmUpgrade is a real `helm upgrade` of a release, with new values.
 func helmUpgrade(t *testing.T, chart, namespace, release string, values map[string]any) {
 	t.Helper()
-	flags := genericclioptions.NewConfigFlags(false)
-	flags.KubeConfig, flags.Namespace = &env.cluster.Kubeconfig, &namespace
-	cfg := new(action.Configuration)
-	if err := cfg.Init(flags, namespace, "secret", func(string, ...any) {}); err != nil {
-		t.Fatal(err)
-	}
-	ch, err := loader.Load(charts.ChartDir(chart))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, ch := helmSetup(t, chart, namespace)
 	upgrade := action.NewUpgrade(cfg)
 	upgrade.Namespace, upgrade.Timeout = namespace, time.Minute
 	if _, err := upgrade.Run(release, ch, values); err != nil {

@@ -3,10 +3,8 @@
 package scalertest
 
 import (
-	"bytes"
 	"context"
 	"io"
-	"sync"
 	"testing"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app"
@@ -33,29 +31,4 @@ func Start(t *testing.T, logs io.Writer, args ...string) *app.Instance {
 	}
 	t.Cleanup(inst.Stop)
 	return inst
-}
-
-// LockedBuffer is output read while it is written.
-type LockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *LockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *LockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// Reset empties the buffer.
-func (l *LockedBuffer) Reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Reset()
 }
