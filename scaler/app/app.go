@@ -136,9 +136,9 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, secretS
 		if o.Auth == config.AuthPAT {
 			opts.PAT = o.PAT()
 		} else {
-			tokens, err := entra.New(entra.Options{Auth: o.Auth, TenantID: o.TenantID, ClientID: o.ClientID,
-				ClientSecretFile: o.ClientSecretFile, ClientCertificateFile: o.ClientCertificateFile, TokenFile: o.TokenFile,
-				AuthorityHost: o.AuthorityHost, Secrets: secretSet})
+			eo := o.EntraOptions()
+			eo.Secrets = secretSet
+			tokens, err := entra.New(eo)
 			if err != nil {
 				return fail(fmt.Errorf("organization %s: %w", o.Name, err))
 			}

@@ -423,24 +423,24 @@ func (c *Client) attempt(ctx context.Context, op string, call func(context.Conte
 	return e
 }
 
-// authorization is the Authorization header of the next call, and whether
-// it is a PAT's: a PAT changes when its Secret is rotated, an access token
-// when the token source refreshes it before it expires.
-func (c *Client) authorization(ctx context.Context) (string, bool, error) {
+// authorization is the Authorization header of the next call: a PAT's
+// changes when its Secret is rotated, an access token's when the token
+// source refreshes it before it expires.
+func (c *Client) authorization(ctx context.Context) (string, error) {
 	if c.token != nil {
 		tok, err := c.token.Token(ctx)
 		if err != nil {
-			return "", false, &Error{Op: "get an access token", Err: err, Retryable: true, Detail: sanitize(c.secrets, err.Error())}
+			return "", &Error{Op: "get an access token", Err: err, Retryable: true, Detail: sanitize(c.secrets, err.Error())}
 		}
 		c.secrets.AddRotating("access token of "+c.name, tok)
-		return "Bearer " + tok, false, nil
+		return "Bearer " + tok, nil
 	}
 	pat, err := c.pat.PAT()
 	if err != nil {
-		return "", true, &Error{Op: "read PAT", Err: err, Detail: sanitize(c.secrets, err.Error())}
+		return "", &Error{Op: "read PAT", Err: err, Detail: sanitize(c.secrets, err.Error())}
 	}
 	c.secrets.Add(pat)
-	return azuredevops.CreateBasicAuthHeaderValue("", pat), true, nil
+	return azuredevops.CreateBasicAuthHeaderValue("", pat), nil
 }
 
 // classify turns any of the SDK's error shapes into an *Error: a
@@ -531,7 +531,7 @@ func ReportAttempt(ctx context.Context, err error) {
 // sdkClient returns the SDK client for the current PAT or token, building
 // it (and, once, discovering distributedtask's location) when needed.
 func (c *Client) sdkClient(ctx context.Context) (*taskagent.ClientImpl, error) {
-	auth, isPAT, err := c.authorization(ctx)
+	auth, err := c.authorization(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -564,7 +564,7 @@ func (c *Client) sdkClient(ctx context.Context) (*taskagent.ClientImpl, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sdk != nil && c.sdkAuth != sum {
-		if isPAT {
+		if c.pat != nil {
 			c.log.Info("personal access token changed; using the new one")
 		} else {
 			c.log.Debug("access token refreshed; using the new one")

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/entra"
 )
 
 // Flags are the command line settings.
@@ -363,27 +364,18 @@ func (o *Organization) checkAuth() error {
 		if o.PATFile != "" {
 			return fmt.Errorf("patFile is for auth: pat, not auth: %s", o.Auth)
 		}
-		if o.AuthorityHost != "" {
-			if u, err := url.Parse(o.AuthorityHost); err != nil || u.Scheme != "https" || u.Host == "" {
-				return fmt.Errorf("authorityHost %q is not an https URL", o.AuthorityHost)
-			}
-		}
-		if o.Auth == AuthServicePrincipal {
-			switch {
-			case o.TenantID == "" || o.ClientID == "":
-				return errors.New("auth: service-principal needs tenantId and clientId")
-			case (o.ClientSecretFile == "") == (o.ClientCertificateFile == ""):
-				return errors.New("auth: service-principal needs exactly one of clientSecretFile and clientCertificateFile")
-			case o.TokenFile != "":
-				return errors.New("tokenFile is for auth: workload-identity")
-			}
-		} else if o.ClientSecretFile != "" || o.ClientCertificateFile != "" {
-			return errors.New("clientSecretFile and clientCertificateFile are for auth: service-principal")
-		}
+		return o.EntraOptions().Check()
 	default:
 		return fmt.Errorf("auth %q: want pat, workload-identity or service-principal", o.Auth)
 	}
 	return nil
+}
+
+// EntraOptions are the organization's Entra ID settings (auth:
+// workload-identity or service-principal), for package entra.
+func (o *Organization) EntraOptions() entra.Options {
+	return entra.Options{Auth: o.Auth, TenantID: o.TenantID, ClientID: o.ClientID, ClientSecretFile: o.ClientSecretFile,
+		ClientCertificateFile: o.ClientCertificateFile, TokenFile: o.TokenFile, AuthorityHost: o.AuthorityHost}
 }
 
 // SingleOrganization is the configuration of --org-url.

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -83,12 +84,12 @@ func New(o Options) (*Source, error) {
 	if o.CheckEvery <= 0 {
 		o.CheckEvery = 5 * time.Second
 	}
+	if err := o.Check(); err != nil {
+		return nil, err
+	}
 	s := &Source{o: o}
 	switch o.Auth {
 	case WorkloadIdentity:
-		if o.ClientSecretFile != "" || o.ClientCertificateFile != "" {
-			return nil, errors.New("a workload identity uses the pod's federated token: clientSecretFile and clientCertificateFile are for auth: service-principal")
-		}
 		opts := &azidentity.WorkloadIdentityCredentialOptions{ClientOptions: s.clientOptions(),
 			ClientID: o.ClientID, TenantID: o.TenantID, TokenFilePath: o.TokenFile, DisableInstanceDiscovery: o.AuthorityHost != ""}
 		cred, err := azidentity.NewWorkloadIdentityCredential(opts)
@@ -97,19 +98,39 @@ func New(o Options) (*Source, error) {
 		}
 		s.cred = cred
 	case ServicePrincipal:
-		switch {
-		case o.TenantID == "" || o.ClientID == "":
-			return nil, errors.New("a service principal needs tenantId and clientId")
-		case (o.ClientSecretFile == "") == (o.ClientCertificateFile == ""):
-			return nil, errors.New("a service principal needs exactly one of clientSecretFile and clientCertificateFile")
-		}
 		if err := s.reloadLocked(); err != nil {
 			return nil, err
 		}
-	default:
-		return nil, fmt.Errorf("auth %q: want %s or %s", o.Auth, WorkloadIdentity, ServicePrincipal)
 	}
 	return s, nil
+}
+
+// Check tells whether the options fit their auth mode, without reading
+// a file or the environment: the configuration's loader calls it too.
+func (o Options) Check() error {
+	if o.AuthorityHost != "" {
+		if u, err := url.Parse(o.AuthorityHost); err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("authorityHost %q is not an https URL", o.AuthorityHost)
+		}
+	}
+	switch o.Auth {
+	case WorkloadIdentity:
+		if o.ClientSecretFile != "" || o.ClientCertificateFile != "" {
+			return errors.New("a workload identity uses the pod's federated token: clientSecretFile and clientCertificateFile are for auth: service-principal")
+		}
+	case ServicePrincipal:
+		switch {
+		case o.TenantID == "" || o.ClientID == "":
+			return errors.New("a service principal needs tenantId and clientId")
+		case (o.ClientSecretFile == "") == (o.ClientCertificateFile == ""):
+			return errors.New("a service principal needs exactly one of clientSecretFile and clientCertificateFile")
+		case o.TokenFile != "":
+			return errors.New("tokenFile is for auth: workload-identity")
+		}
+	default:
+		return fmt.Errorf("auth %q: want %s or %s", o.Auth, WorkloadIdentity, ServicePrincipal)
+	}
+	return nil
 }
 
 // clientOptions: the authority host and transport, and no retries of
