@@ -3,6 +3,7 @@ package trigger
 import (
 	"errors"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -176,8 +177,15 @@ func FuzzParse(f *testing.F) {
 			if _, given := md[e.Key]; !given && e.Key != KeyPoolName && e.Key != KeyOrganization {
 				t.Fatalf("error names key %q that was not given: %v", e.Key, err)
 			}
+			// The error names the offending key by design; a secret that is
+			// also the text of a given key name (the fuzzer's "0000" as both)
+			// is found in that name, not leaked: look for it in the rest.
+			rest := err.Error()
+			for k := range md {
+				rest = strings.ReplaceAll(rest, strconv.Quote(k), "")
+			}
 			for k, v := range md {
-				if strings.HasPrefix(strings.ToLower(k), "personalaccesstoken") && len(v) > 3 && strings.Contains(err.Error(), v) {
+				if strings.HasPrefix(strings.ToLower(k), "personalaccesstoken") && len(v) > 3 && strings.Contains(rest, v) {
 					t.Fatalf("error echoes a secret: %v", err)
 				}
 			}
