@@ -262,16 +262,16 @@ type pool struct {
 	agents   []*taskagent.TaskAgent
 }
 
-// SetBearerTokens replaces the Microsoft Entra ID access tokens the
-// organization accepts (Authorization: Bearer), as Azure DevOps accepts a
-// service principal's or a managed identity's token.
-func (o *Org) SetBearerTokens(tokens ...string) {
+// AcceptBearerToken adds a Microsoft Entra ID access token the organization
+// accepts (Authorization: Bearer), as Azure DevOps accepts a service
+// principal's or a managed identity's token: a fake Entra ID's OnIssue.
+func (o *Org) AcceptBearerToken(token string) {
 	o.server.mu.Lock()
 	defer o.server.mu.Unlock()
-	o.bearers = map[string]bool{}
-	for _, t := range tokens {
-		o.bearers[t] = true
+	if o.bearers == nil {
+		o.bearers = map[string]bool{}
 	}
+	o.bearers[token] = true
 }
 
 // BearerTokensSeen lists the bearer tokens of the organization's requests,

@@ -33,7 +33,7 @@ type Server struct {
 	OnIssue func(token string)
 
 	mu      sync.Mutex
-	issued  int
+	issued  []string
 	failing bool
 	scopes  []string
 }
@@ -50,7 +50,15 @@ func (s *Server) SetFailing(f bool) {
 func (s *Server) Issued() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.issued
+	return len(s.issued)
+}
+
+// Tokens lists the tokens the server has issued, for tests that look for
+// them where they must not be (logs, errors).
+func (s *Server) Tokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
 }
 
 // Scopes lists the scope of every token request.
@@ -103,8 +111,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.issued++
-	tok := fmt.Sprintf("entra-access-token-%d", s.issued)
+	tok := fmt.Sprintf("entra-access-token-%d", len(s.issued)+1)
+	s.issued = append(s.issued, tok)
 	s.mu.Unlock()
 	if s.OnIssue != nil {
 		s.OnIssue(tok)

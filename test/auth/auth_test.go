@@ -104,16 +104,9 @@ func TestServicePrincipalThroughProxyWithCorporateCA(t *testing.T) {
 	org.QueueJob(pool, fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux"}})
 	azdoURL := "https://" + azdoHost + ":" + serveTLS(t, fake) + "/contoso"
 
-	var mu sync.Mutex
-	var issued []string
 	// MSAL treats a token as expired 5 minutes before its expiry: 302 s
 	// makes each token good for about 2 s, so the test sees refreshes.
-	entra := &fakeentra.Server{ClientID: clientID, ClientSecret: secret, ExpiresIn: 302, OnIssue: func(tok string) {
-		mu.Lock()
-		defer mu.Unlock()
-		issued = append(issued, tok)
-		org.SetBearerTokens(issued...)
-	}}
+	entra := &fakeentra.Server{ClientID: clientID, ClientSecret: secret, ExpiresIn: 302, OnIssue: org.AcceptBearerToken}
 	entra.URL = "https://" + entraHost + ":" + serveTLS(t, entra)
 
 	dir := t.TempDir()
@@ -191,9 +184,7 @@ func TestServicePrincipalThroughProxyWithCorporateCA(t *testing.T) {
 	}
 	t.Logf("KEDA reads: %v", lastErr)
 
-	mu.Lock()
-	defer mu.Unlock()
-	for _, leak := range append([]string{secret}, issued...) {
+	for _, leak := range append([]string{secret}, entra.Tokens()...) {
 		if strings.Contains(logs.String(), leak) || strings.Contains(lastErr.Error(), leak) {
 			t.Errorf("%q appears in the log or the gRPC error", leak)
 		}
