@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # start.sh: one Azure Pipelines job per pod.
 #
-#   start.sh register   (an init container, the only one that holds the PAT)
+#   start.sh register   (an init container, the only one that holds the PAT
+#                        or the service principal's secret)
 #       registers the pod as an agent (config.sh --replace) and leaves the
 #       agent's own configuration and credentials in AZP_STATE_DIR, and a
 #       copy of the agent's externals in AZP_EXTERNALS_DIR for the Docker
@@ -23,8 +24,17 @@
 # Environment:
 #   AZP_URL            organization URL (required)
 #   AZP_POOL           agent pool name (required)
-#   AZP_TOKEN_FILE     file holding the PAT (default /var/run/secrets/azp/pat);
+#   AZP_AUTH           PAT (default) or SP: register with a Microsoft Entra ID
+#                      service principal (agent 3.227.1 or later, config.sh --auth SP)
+#   AZP_TOKEN_FILE     PAT: file holding the PAT (default /var/run/secrets/azp/pat);
 #                      AZP_TOKEN is accepted instead and removed from the environment
+#   AZP_TENANT_ID      SP: the Entra ID tenant (directory) id
+#   AZP_CLIENT_ID      SP: the application (client) id
+#   AZP_CLIENT_SECRET_FILE  SP: file holding the client secret (default
+#                      /var/run/secrets/azp/clientSecret); AZP_CLIENT_SECRET is
+#                      accepted instead and removed from the environment
+#   AZURE_AUTHORITY_HOST  SP: Entra ID's host (default https://login.microsoftonline.com/;
+#                      another for a sovereign cloud), the Azure SDKs' variable
 #   AZP_AGENT_NAME     agent name (default: the host name, i.e. the pod name)
 #   AZP_WORK           work directory (default /azp/_work)
 #   AZP_AGENT_DIR      the unpacked agent package (default /azp/agent)
@@ -56,7 +66,9 @@ esac
 : "${AZP_URL:?AZP_URL is required (e.g. https://dev.azure.com/contoso)}"
 : "${AZP_POOL:?AZP_POOL is required}"
 AZP_URL=${AZP_URL%/}
+AZP_AUTH=${AZP_AUTH:-PAT}
 AZP_TOKEN_FILE=${AZP_TOKEN_FILE:-/var/run/secrets/azp/pat}
+AZP_CLIENT_SECRET_FILE=${AZP_CLIENT_SECRET_FILE:-/var/run/secrets/azp/clientSecret}
 AZP_AGENT_NAME=${AZP_AGENT_NAME:-$(hostname)}
 AZP_WORK=${AZP_WORK:-/azp/_work}
 AZP_AGENT_DIR=${AZP_AGENT_DIR:-/azp/agent}
@@ -68,6 +80,17 @@ AZP_STOP_TIMEOUT=${AZP_STOP_TIMEOUT:-0}
 for v in AZP_IDLE_TIMEOUT AZP_STOP_TIMEOUT; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a number of seconds, got '${!v}'"
 done
+case "${AZP_AUTH^^}" in
+  PAT) AZP_AUTH=PAT ;;
+  SP)
+    AZP_AUTH=SP
+    if [[ "$mode" != run ]]; then
+      : "${AZP_TENANT_ID:?AZP_TENANT_ID is required with AZP_AUTH=SP (the Entra ID tenant id)}"
+      : "${AZP_CLIENT_ID:?AZP_CLIENT_ID is required with AZP_AUTH=SP (the application (client) id)}"
+    fi
+    ;;
+  *) die "AZP_AUTH must be PAT or SP, got '$AZP_AUTH'" ;;
+esac
 if [[ "$mode" != all ]]; then
   : "${AZP_STATE_DIR:?AZP_STATE_DIR is required in $mode mode (an emptyDir shared by the init and agent containers)}"
 fi
@@ -75,21 +98,27 @@ fi
 # The agent's own configuration and credentials, as config.sh writes them.
 state_files=(.agent .credentials .credentials_rsaparams .env .path)
 
-pat=""
-# read_pat keeps the PAT in a shell variable only: not exported, so no
-# child sees it unless handed it explicitly (config.sh, through
-# VSTS_AGENT_INPUT_TOKEN).
-read_pat() {
-  if [[ -n "${AZP_TOKEN:-}" ]]; then
-    pat=$AZP_TOKEN
-  elif [[ -r "$AZP_TOKEN_FILE" ]]; then
-    pat=$(<"$AZP_TOKEN_FILE")
-  else
-    die "no PAT: $AZP_TOKEN_FILE is not readable and AZP_TOKEN is not set"
+# secret is the PAT or the service principal's client secret. It is kept in a
+# shell variable only: not exported, so no child sees it unless handed it
+# explicitly (config.sh, through VSTS_AGENT_INPUT_TOKEN or
+# VSTS_AGENT_INPUT_CLIENTSECRET, which the agent masks in its logs).
+secret=""
+# read_secret reads it from the environment variable (then unset) or the file.
+read_secret() {
+  local var=AZP_TOKEN file=$AZP_TOKEN_FILE what=PAT
+  if [[ "$AZP_AUTH" == SP ]]; then
+    var=AZP_CLIENT_SECRET file=$AZP_CLIENT_SECRET_FILE what="client secret"
   fi
-  unset AZP_TOKEN
-  pat=${pat//[$'\r\n']/}
-  [[ -n "$pat" ]] || die "the PAT in $AZP_TOKEN_FILE is empty"
+  if [[ -n "${!var:-}" ]]; then
+    secret=${!var}
+  elif [[ -r "$file" ]]; then
+    secret=$(<"$file")
+  else
+    die "no $what: $file is not readable and $var is not set"
+  fi
+  unset AZP_TOKEN AZP_CLIENT_SECRET
+  secret=${secret//[$'\r\n']/}
+  [[ -n "$secret" ]] || die "the $what in $file is empty"
 }
 
 # wait_for_docker waits for the DinD sidecar's socket (the pod's startup
@@ -118,37 +147,94 @@ urlencode() {
   printf '%s' "$out"
 }
 
-# check_pool fails early, with a readable reason, when the PAT or the pool is
-# wrong, instead of leaving config.sh's interactive-style errors in the log.
-check_pool() {
-  local pool_q body code
-  pool_q=$(urlencode "$AZP_POOL")
+# Azure DevOps' resource in Microsoft Entra ID: the scope of its tokens.
+azure_devops_scope=499b84ac-1321-427f-aa17-267ca6975798/.default
+
+# entra_token prints an access token for Azure DevOps, from the service
+# principal's client secret (Entra ID's client-credentials grant), or fails
+# with Entra ID's reason (its AADSTS code). The secret reaches curl on stdin,
+# never its command line; the token is never printed to the log.
+entra_token() {
+  local authority=${AZURE_AUTHORITY_HOST:-https://login.microsoftonline.com/} body code json re
+  authority=${authority%/}
   body=$(mktemp)
+  code=$(printf '%s' "$secret" | curl -sS -o "$body" -w '%{http_code}' \
+    --data-urlencode grant_type=client_credentials \
+    --data-urlencode "client_id=$AZP_CLIENT_ID" \
+    --data-urlencode "scope=$azure_devops_scope" \
+    --data-urlencode client_secret@- \
+    "$authority/$(urlencode "$AZP_TENANT_ID")/oauth2/v2.0/token") || { rm -f "$body"; die "cannot reach Microsoft Entra ID at $authority"; }
+  json=$(<"$body")
+  rm -f "$body"
+  re='"access_token" *: *"([^"]+)"'
+  if [[ "$code" == 200 && "$json" =~ $re ]]; then
+    printf '%s' "${BASH_REMATCH[1]}"
+    return 0
+  fi
+  re='"error_description" *: *"([^"]*)'
+  local why="HTTP $code"
+  # Entra ID's descriptions go on with "\r\nTrace ID: ..."; the first line says why.
+  [[ "$json" =~ $re ]] && why="${BASH_REMATCH[1]%%\\r*}"
+  die "Microsoft Entra ID refused a token to service principal $AZP_CLIENT_ID in tenant $AZP_TENANT_ID: $why"
+}
+
+# check_pool fails early, with a readable reason, when the credential or the
+# pool is wrong, instead of leaving config.sh's interactive-style errors in
+# the log.
+check_pool() {
+  local pool_q body code what=PAT auth token
+  pool_q=$(urlencode "$AZP_POOL")
   # The credential goes through a curl config on stdin, never on the command line.
-  # X-TFS-FedAuthRedirect: Suppress makes a bad PAT a 401 instead of a 203 sign-in page.
+  if [[ "$AZP_AUTH" == SP ]]; then
+    what="service principal $AZP_CLIENT_ID"
+    token=$(entra_token) || exit 1
+    auth="header = \"Authorization: Bearer $token\""
+  else
+    auth="user = \":$secret\""
+  fi
+  body=$(mktemp)
+  # X-TFS-FedAuthRedirect: Suppress makes a bad credential a 401 instead of a 203 sign-in page.
   code=$(curl -sS -o "$body" -w '%{http_code}' -H 'X-TFS-FedAuthRedirect: Suppress' -K - \
     "$AZP_URL/_apis/distributedtask/pools?poolName=$pool_q&api-version=7.1" \
-    <<<"user = \":$pat\"") || { rm -f "$body"; die "cannot reach $AZP_URL"; }
+    <<<"$auth") || { rm -f "$body"; die "cannot reach $AZP_URL"; }
   case "$code" in
     200) ;;
-    401 | 203) rm -f "$body"; die "Azure DevOps rejected the PAT (HTTP $code): check the Secret and its scope (Agent Pools: Read & manage)" ;;
+    401 | 203)
+      rm -f "$body"
+      if [[ "$AZP_AUTH" == SP ]]; then
+        die "Azure DevOps rejected the $what (HTTP $code): add it to the organization as a user, and to pool $AZP_POOL's Security as Administrator"
+      fi
+      die "Azure DevOps rejected the PAT (HTTP $code): check the Secret and its scope (Agent Pools: Read & manage)"
+      ;;
     *) rm -f "$body"; die "looking up pool $AZP_POOL: HTTP $code" ;;
   esac
   if ! grep -Eq '"count": *[1-9]' "$body"; then
     rm -f "$body"
-    die "agent pool '$AZP_POOL' does not exist in $AZP_URL (or the PAT cannot see it)"
+    die "agent pool '$AZP_POOL' does not exist in $AZP_URL (or the $what cannot see it)"
   fi
   rm -f "$body"
+}
+
+# config_sh runs the agent's config.sh with the credential in its
+# environment, never on its command line.
+config_sh() {
+  if [[ "$AZP_AUTH" == SP ]]; then
+    (cd "$AZP_AGENT_DIR" && VSTS_AGENT_INPUT_CLIENTSECRET=$secret ./config.sh "$@" \
+      --auth SP --clientId "$AZP_CLIENT_ID" --tenantId "$AZP_TENANT_ID")
+  else
+    (cd "$AZP_AGENT_DIR" && VSTS_AGENT_INPUT_TOKEN=$secret ./config.sh "$@" --auth PAT)
+  fi
 }
 
 registered=false
 
 register() {
   check_pool
-  log "registering agent $AZP_AGENT_NAME in pool $AZP_POOL of $AZP_URL"
-  (cd "$AZP_AGENT_DIR" && VSTS_AGENT_INPUT_TOKEN=$pat ./config.sh --unattended \
-    --url "$AZP_URL" --auth PAT --pool "$AZP_POOL" --agent "$AZP_AGENT_NAME" \
-    --work "$AZP_WORK" --replace --acceptTeeEula) || die "config.sh could not register agent $AZP_AGENT_NAME in pool $AZP_POOL (see its output above)"
+  local as=""
+  [[ "$AZP_AUTH" == SP ]] && as=" as service principal $AZP_CLIENT_ID"
+  log "registering agent $AZP_AGENT_NAME in pool $AZP_POOL of $AZP_URL$as"
+  config_sh --unattended --url "$AZP_URL" --pool "$AZP_POOL" --agent "$AZP_AGENT_NAME" \
+    --work "$AZP_WORK" --replace --acceptTeeEula || die "config.sh could not register agent $AZP_AGENT_NAME in pool $AZP_POOL (see its output above)"
   registered=true
 }
 
@@ -183,7 +269,7 @@ remove_agent() {
   [[ "$mode" == all ]] || return 0
   local i
   for ((i = 1; i <= AZP_REMOVE_RETRIES; i++)); do
-    if (cd "$AZP_AGENT_DIR" && VSTS_AGENT_INPUT_TOKEN=$pat ./config.sh remove --unattended --auth PAT); then
+    if config_sh remove --unattended; then
       log "agent $AZP_AGENT_NAME removed"
       registered=false
       return 0
@@ -237,8 +323,9 @@ on_exit() {
 # too long, and handles a stop request; it returns the exit code to use.
 run_one_job() {
   log "running one job (leaving if none arrives within ${AZP_IDLE_TIMEOUT}s; 0: never)"
-  # env -u is belt and braces: nothing here exported a PAT.
-  (cd "$AZP_AGENT_DIR" && exec env -u AZP_TOKEN -u VSTS_AGENT_INPUT_TOKEN ./run.sh --once) > >(watch_agent_output) 2>&1 &
+  # env -u is belt and braces: nothing here exported a secret.
+  (cd "$AZP_AGENT_DIR" && exec env -u AZP_TOKEN -u VSTS_AGENT_INPUT_TOKEN -u AZP_CLIENT_SECRET \
+    -u VSTS_AGENT_INPUT_CLIENTSECRET ./run.sh --once) > >(watch_agent_output) 2>&1 &
   run_pid=$!
   local idle_deadline=$(($(now_ms) + AZP_IDLE_TIMEOUT * 1000)) left=false why="" signal=""
   while kill -0 "$run_pid" 2>/dev/null; do
@@ -279,14 +366,14 @@ trap on_term TERM INT
 
 case "$mode" in
   register)
-    read_pat
+    read_secret
     register
     save_state
     registered=false # the agent container runs it; the sweeper removes it after its job
     log "agent $AZP_AGENT_NAME registered; its configuration is in $AZP_STATE_DIR"
     ;;
   run)
-    unset AZP_TOKEN
+    unset AZP_TOKEN AZP_CLIENT_SECRET
     load_state
     wait_for_docker
     rc=0
@@ -294,7 +381,7 @@ case "$mode" in
     exit "$rc"
     ;;
   all)
-    read_pat
+    read_secret
     wait_for_docker
     register
     rc=0

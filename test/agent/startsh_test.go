@@ -7,25 +7,37 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/pem"
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeentra"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/charts"
 )
 
 const (
 	pat       = "startsh-test-pat-5f1e9c"
 	agentName = "linux-agents-x7k2p-abcde"
+	// A service principal's.
+	tenantID     = "11111111-2222-3333-4444-555555555555"
+	clientID     = "66666666-7777-8888-9999-000000000000"
+	clientSecret = "sp-client-secret-7d2a41"
 )
 
 func startScript() string {
@@ -34,19 +46,29 @@ func startScript() string {
 }
 
 // configStub stands in for the agent's config.sh. Like the real one it gets
-// the PAT through VSTS_AGENT_INPUT_TOKEN; `remove` deletes the agent from
-// the fake Azure DevOps, which refuses while the agent has a job (HTTP 400).
+// the PAT through VSTS_AGENT_INPUT_TOKEN, or a service principal's client
+// secret through VSTS_AGENT_INPUT_CLIENTSECRET (--auth SP), and records a
+// digest of it; `remove` deletes the agent from the fake Azure DevOps (with
+// the PAT, or with a token it gets from Entra ID for the service principal,
+// as the real agent does), which refuses while the agent has a job (HTTP 400).
 const configStub = `#!/usr/bin/env bash
 { printf 'config.sh'; printf ' %q' "$@"; printf '\n'; } >> "$STUB_LOG"
-if [[ -z "${VSTS_AGENT_INPUT_TOKEN:-}" ]]; then echo "config.sh: no token" >> "$STUB_LOG"; exit 1; fi
+cred=${VSTS_AGENT_INPUT_TOKEN:-${VSTS_AGENT_INPUT_CLIENTSECRET:-}}
+if [[ -z "$cred" ]]; then echo "config.sh: no token" >> "$STUB_LOG"; exit 1; fi
 if [[ "$1" == remove ]]; then
+  auth="user = \":$cred\""
+  if [[ -n "${VSTS_AGENT_INPUT_CLIENTSECRET:-}" ]]; then
+    tok=$(printf %s "$cred" | curl -s --data-urlencode grant_type=client_credentials --data-urlencode "client_id=$STUB_CLIENT_ID" \
+      --data-urlencode client_secret@- "$AZURE_AUTHORITY_HOST/$STUB_TENANT_ID/oauth2/v2.0/token" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+    auth="header = \"Authorization: Bearer $tok\""
+  fi
   code=$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -K - \
-    "$AZP_URL/_apis/distributedtask/pools/$STUB_POOL_ID/agents/$STUB_AGENT_ID?api-version=7.1" \
-    <<<"user = \":$VSTS_AGENT_INPUT_TOKEN\"")
+    "$AZP_URL/_apis/distributedtask/pools/$STUB_POOL_ID/agents/$STUB_AGENT_ID?api-version=7.1" <<<"$auth")
   echo "remove: HTTP $code" >> "$STUB_LOG"
   [[ "$code" == 204 ]]
 else
-  echo "token-sha256 $(printf %s "$VSTS_AGENT_INPUT_TOKEN" | sha256sum | cut -d' ' -f1)" >> "$STUB_LOG"
+  [[ -n "${VSTS_AGENT_INPUT_TOKEN:-}" ]] && echo "token-sha256 $(printf %s "$cred" | sha256sum | cut -d' ' -f1)" >> "$STUB_LOG"
+  [[ -n "${VSTS_AGENT_INPUT_CLIENTSECRET:-}" ]] && echo "clientsecret-sha256 $(printf %s "$cred" | sha256sum | cut -d' ' -f1)" >> "$STUB_LOG"
   if [[ -n "${STUB_CONFIG_FAIL:-}" ]]; then echo "Failed to add the agent.  Try again or ctrl-c to quit"; exit 1; fi
   # What the real config.sh leaves: the agent's own settings and OAuth credentials.
   echo '{"agentId": 7, "agentName": "stub", "workFolder": "'"$AZP_WORK"'"}' > .agent
@@ -57,7 +79,7 @@ fi
 
 // runStub stands in for run.sh: it records its arguments, its environment
 // (the job's), the process list and every file it could read that holds
-// the PAT, and prints what the agent prints. By default a job reaches it at
+// the PAT or the client secret, and prints what the agent prints. By default a job reaches it at
 // once and it exits; with STUB_RUN_BLOCK the job runs until SIGINT (the
 // agent cancels a job on SIGINT); with STUB_RUN_IDLE no job comes until
 // SIGTERM, or until STUB_RUN_JOB_AFTER seconds, when one does and runs
@@ -66,8 +88,8 @@ const runStub = `#!/usr/bin/env bash
 { printf 'run.sh'; printf ' %q' "$@"; printf '\n'; } >> "$STUB_LOG"
 env > "$STUB_DIR/job.env"
 ps -eo args > "$STUB_DIR/job.ps"
-# The test's copy of the PAT (in .stub) is the pattern; everything else is searched.
-grep -rl --exclude-dir=.stub -F -f "$STUB_DIR/.stub/pat" "$STUB_SEARCH" > "$STUB_DIR/job.files" 2>/dev/null || true
+# The test's copy of the secrets (in .stub) are the patterns; everything else is searched.
+grep -rl --exclude-dir=.stub -F -f "$STUB_DIR/.stub/secrets" "$STUB_SEARCH" > "$STUB_DIR/job.files" 2>/dev/null || true
 [[ -e .credentials ]] && echo "run.sh: agent credentials present" >> "$STUB_LOG"
 trap 'echo "run.sh: INT (job cancelled)" >> "$STUB_LOG"; exit 2' INT
 echo "$(date -u '+%F %TZ'): Listening for Jobs"
@@ -99,6 +121,7 @@ type harness struct {
 	dir     string
 	env     []string
 	stderr  syncbuf.Buffer
+	earlier string // the register init container's output, once the agent container runs
 	cmd     *exec.Cmd
 }
 
@@ -123,6 +146,7 @@ func newHarness(t *testing.T, extraEnv ...string) *harness {
 	must(t, os.WriteFile(filepath.Join(agentDir, "externals", "node20", "bin", "node"), []byte("#!/bin/sh\n"), 0o755))
 	must(t, os.MkdirAll(filepath.Join(h.dir, ".stub"), 0o700))
 	must(t, os.WriteFile(filepath.Join(h.dir, ".stub", "pat"), []byte(pat+"\n"), 0o600))
+	must(t, os.WriteFile(filepath.Join(h.dir, ".stub", "secrets"), []byte(pat+"\n"+clientSecret+"\n"), 0o600))
 
 	h.env = []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -211,7 +235,7 @@ func (h *harness) checkLifecycle() {
 	t := h.t
 	t.Helper()
 	calls := h.calls()
-	want := fmt.Sprintf("config.sh --unattended --url %s --auth PAT --pool linux --agent %s --work %s --replace --acceptTeeEula",
+	want := fmt.Sprintf("config.sh --unattended --url %s --pool linux --agent %s --work %s --replace --acceptTeeEula --auth PAT",
 		h.fake.OrgURL("contoso"), agentName, filepath.Join(h.dir, "work"))
 	if calls[0] != want {
 		t.Errorf("first call:\n got %s\nwant %s", calls[0], want)
@@ -302,14 +326,15 @@ func (h *harness) registerThenRun(runEnv ...string) int {
 	if rc := h.run("register"); rc != 0 {
 		h.t.Fatalf("register: exit %d", rc)
 	}
-	// The agent container: no PAT file mounted, no PAT in the environment.
+	// The agent container: no PAT or client secret mounted, none in the environment.
 	env := h.env[:0:0]
 	for _, e := range h.env {
-		if !strings.HasPrefix(e, "AZP_TOKEN_FILE=") {
+		if !strings.HasPrefix(e, "AZP_TOKEN_FILE=") && !strings.HasPrefix(e, "AZP_CLIENT_SECRET_FILE=") {
 			env = append(env, e)
 		}
 	}
 	h.env = append(append(env, "AZP_TOKEN_FILE=/var/run/secrets/azp/pat"), runEnv...)
+	h.earlier = h.stderr.String()
 	h.stderr.Reset()
 	h.start("run")
 	return h.wait()
@@ -325,7 +350,7 @@ func TestPATNeverReachesTheAgentContainer(t *testing.T) {
 		t.Fatalf("run: exit %d", rc)
 	}
 	calls := h.calls()
-	if calls[0] != fmt.Sprintf("config.sh --unattended --url %s --auth PAT --pool linux --agent %s --work %s --replace --acceptTeeEula",
+	if calls[0] != fmt.Sprintf("config.sh --unattended --url %s --pool linux --agent %s --work %s --replace --acceptTeeEula --auth PAT",
 		h.fake.OrgURL("contoso"), agentName, filepath.Join(h.dir, "work")) {
 		t.Errorf("register did not configure the agent: %q", calls)
 	}
@@ -348,7 +373,7 @@ func TestPATNeverReachesTheAgentContainer(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(h.dir, "shared-externals", "node20", "bin", "node")); err != nil {
 		t.Errorf("the externals were not copied where the Docker daemon sees them: %v", err)
 	}
-	if strings.Contains(h.stderr.String(), pat) {
+	if strings.Contains(h.earlier+h.stderr.String(), pat) {
 		t.Error("the PAT is in start.sh's output")
 	}
 }
@@ -533,6 +558,219 @@ func TestGivesUpWithoutDocker(t *testing.T) {
 	}
 	if h.count("config.sh") != 0 {
 		t.Errorf("configured anyway: %q", h.calls())
+	}
+}
+
+// newSPHarness is a harness whose organization accepts no PAT, only the
+// tokens a fake Microsoft Entra ID (TLS on loopback, its own authority
+// host) issues to the service principal, when inOrg: a service principal
+// that is not a user of the organization gets a token Azure DevOps refuses.
+// start.sh gets AZP_AUTH=SP and the client secret's file.
+func newSPHarness(t *testing.T, inOrg bool, extraEnv ...string) (*harness, *fakeentra.Server) {
+	t.Helper()
+	h := newHarness(t)
+	h.org.SetPATs()
+	entra := &fakeentra.Server{ClientID: clientID, ClientSecret: clientSecret, ExpiresIn: 3600}
+	if inOrg {
+		entra.OnIssue = h.org.AcceptBearerToken
+	}
+	srv := httptest.NewUnstartedServer(entra)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	entra.URL = srv.URL
+	caFile := filepath.Join(h.dir, ".stub", "entra-ca.pem")
+	must(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600))
+	secretFile := filepath.Join(h.dir, ".stub", "client-secret")
+	must(t, os.WriteFile(secretFile, []byte(clientSecret+"\n"), 0o600))
+	h.env = append(h.env, "AZP_AUTH=SP", "AZP_TENANT_ID="+tenantID, "AZP_CLIENT_ID="+clientID,
+		"AZP_CLIENT_SECRET_FILE="+secretFile, "AZURE_AUTHORITY_HOST="+srv.URL+"/", "CURL_CA_BUNDLE="+caFile,
+		"STUB_TENANT_ID="+tenantID, "STUB_CLIENT_ID="+clientID)
+	h.env = append(h.env, extraEnv...)
+	return h, entra
+}
+
+// checkNoSecrets asserts that neither the client secret nor a token Entra ID
+// issued is in start.sh's output or on a command line, and that the client
+// secret reached no file, environment or process list of the agent's job.
+func (h *harness) checkNoSecrets(entra *fakeentra.Server) {
+	t := h.t
+	t.Helper()
+	calls, _ := os.ReadFile(filepath.Join(h.dir, "calls.log"))
+	for _, s := range append([]string{clientSecret}, entra.Tokens()...) {
+		if strings.Contains(h.earlier+h.stderr.String(), s) || bytes.Contains(calls, []byte(s)) {
+			t.Errorf("a secret (%d bytes) is in start.sh's output or config.sh's arguments", len(s))
+		}
+	}
+	for _, f := range []string{"job.env", "job.ps"} {
+		if b, err := os.ReadFile(filepath.Join(h.dir, f)); err == nil && bytes.Contains(b, []byte(clientSecret)) {
+			t.Errorf("the client secret is in the job's %s", f)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(h.dir, "job.files")); len(bytes.TrimSpace(b)) != 0 {
+		t.Errorf("files readable by the job hold a secret:\n%s", b)
+	}
+}
+
+// A pool with no PAT at all: the register init container checks the pool
+// with a token Entra ID issued for Azure DevOps' scope, and registers the
+// agent with config.sh --auth SP, the client secret in its environment;
+// the agent container runs the job with the agent's own credentials.
+func TestServicePrincipalRegistersWithoutAPAT(t *testing.T) {
+	h, entra := newSPHarness(t, true)
+	if rc := h.registerThenRun(); rc != 0 {
+		t.Fatalf("run: exit %d", rc)
+	}
+	calls := h.calls()
+	want := fmt.Sprintf("config.sh --unattended --url %s --pool linux --agent %s --work %s --replace --acceptTeeEula --auth SP --clientId %s --tenantId %s",
+		h.fake.OrgURL("contoso"), agentName, filepath.Join(h.dir, "work"), clientID, tenantID)
+	if calls[0] != want {
+		t.Errorf("first call:\n got %s\nwant %s", calls[0], want)
+	}
+	if got := fmt.Sprintf("clientsecret-sha256 %x", sha256.Sum256([]byte(clientSecret))); calls[1] != got {
+		t.Errorf("config.sh did not get the client secret from the file through VSTS_AGENT_INPUT_CLIENTSECRET: %q", calls)
+	}
+	if h.count("token-sha256") != 0 {
+		t.Errorf("config.sh got a PAT: %q", calls)
+	}
+	if scopes := entra.Scopes(); !slices.Equal(scopes, []string{"499b84ac-1321-427f-aa17-267ca6975798/.default"}) {
+		t.Errorf("token requests' scopes %q, want one for Azure DevOps", scopes)
+	}
+	if seen := h.org.BearerTokensSeen(); !slices.Equal(seen, []string{"entra-access-token-1"}) {
+		t.Errorf("the pool lookup must use the issued token, Azure DevOps saw %q", seen)
+	}
+	if h.count("run.sh --once") != 1 || h.count("run.sh: agent credentials present") != 1 || h.count("config.sh remove") != 0 {
+		t.Errorf("the agent must run once with the credentials register left: %q", calls)
+	}
+	h.checkNoSecrets(entra)
+}
+
+// docker run: register with the service principal, run one job, and
+// remove the agent with it (config.sh remove --auth SP).
+func TestServicePrincipalAllInOne(t *testing.T) {
+	h, entra := newSPHarness(t, true)
+	if rc := h.run(); rc != 0 {
+		t.Fatalf("exit %d", rc)
+	}
+	if h.count(fmt.Sprintf("config.sh remove --unattended --auth SP --clientId %s --tenantId %s", clientID, tenantID)) != 1 ||
+		h.count("remove: HTTP 204") != 1 {
+		t.Errorf("the agent was not removed with the service principal: %q", h.calls())
+	}
+	if h.agentRegistered() {
+		t.Error("the agent is still registered in Azure DevOps")
+	}
+	h.checkNoSecrets(entra)
+}
+
+// What a user reads when the service principal is wrong: Entra ID's AADSTS
+// reason, or Azure DevOps' refusal with what to grant; nothing configured,
+// and no secret in the output.
+func TestServicePrincipalFailures(t *testing.T) {
+	wrong := filepath.Join(t.TempDir(), "wrong-secret")
+	must(t, os.WriteFile(wrong, []byte("not-the-secret"), 0o600))
+	cases := []struct {
+		name  string
+		inOrg bool
+		env   []string
+		want  string
+	}{
+		{"wrong secret", true, []string{"AZP_CLIENT_SECRET_FILE=" + wrong},
+			"Microsoft Entra ID refused a token to service principal " + clientID + " in tenant " + tenantID + ": AADSTS7000215: Invalid client secret provided."},
+		{"not a user of the organization", false, nil,
+			"Azure DevOps rejected the service principal " + clientID + " (HTTP 401): add it to the organization as a user, and to pool linux's Security as Administrator"},
+		{"no secret", true, []string{"AZP_CLIENT_SECRET_FILE=/nonexistent"},
+			"no client secret: /nonexistent is not readable and AZP_CLIENT_SECRET is not set"},
+		{"no tenant", true, []string{"AZP_TENANT_ID="}, "AZP_TENANT_ID is required with AZP_AUTH=SP"},
+		{"unknown auth", true, []string{"AZP_AUTH=AAD"}, "AZP_AUTH must be PAT or SP, got 'AAD'"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h, entra := newSPHarness(t, tc.inOrg, append(tc.env, "AZP_STATE_DIR="+t.TempDir())...)
+			if rc := h.run("register"); rc == 0 {
+				t.Fatal("register succeeded")
+			}
+			if !strings.Contains(h.output(), tc.want) {
+				t.Errorf("output lacks %q:\n%s", tc.want, h.output())
+			}
+			if h.count("config.sh") != 0 {
+				t.Errorf("configured anyway: %q", h.calls())
+			}
+			h.checkNoSecrets(entra)
+		})
+	}
+}
+
+// The chart and start.sh agree: every variable the chart gives the register
+// and agent containers is one start.sh documents, and start.sh registers
+// an agent with the register container's environment as the chart renders
+// it (only its paths and URLs pointed at this test's files and fakes).
+func TestChartEnvironmentDrivesStartSh(t *testing.T) {
+	script, err := os.ReadFile(startScript())
+	must(t, err)
+	header := string(script[:bytes.Index(script, []byte("set -euo pipefail"))])
+	// Where the pod's paths and URLs are this test's.
+	local := []string{"AZP_URL", "AZURE_AUTHORITY_HOST", "AZP_TOKEN_FILE", "AZP_CLIENT_SECRET_FILE", "AZP_WORK", "AZP_STATE_DIR", "AZP_EXTERNALS_DIR"}
+	for _, tc := range []struct {
+		values string
+		sp     bool
+	}{{"ci/linux-dind-values.yaml", false}, {"ci/service-principal-values.yaml", true}} {
+		t.Run(tc.values, func(t *testing.T) {
+			_, objs, _, err := charts.Render(charts.Release{Chart: "azdo-agent-pool", Name: "linux-agents", Namespace: "ci"}, tc.values)
+			must(t, err)
+			sj, ok := charts.Find[*kedav1alpha1.ScaledJob](objs)
+			if !ok {
+				t.Fatal("no ScaledJob")
+			}
+			var register []corev1.EnvVar
+			pod := sj.Spec.JobTargetRef.Template.Spec
+			for _, c := range append(pod.InitContainers, pod.Containers...) {
+				if c.Name == "register" {
+					register = c.Env
+				}
+				for _, e := range c.Env {
+					if (strings.HasPrefix(e.Name, "AZP_") || strings.HasPrefix(e.Name, "AZURE_")) && !strings.Contains(header, "#   "+e.Name+" ") {
+						t.Errorf("container %s: the chart sets %s, which start.sh does not document", c.Name, e.Name)
+					}
+				}
+			}
+
+			var h *harness
+			if tc.sp {
+				h, _ = newSPHarness(t, true)
+			} else {
+				h = newHarness(t)
+			}
+			h.env = append(h.env, "AZP_STATE_DIR="+filepath.Join(h.dir, "state"), "AZP_EXTERNALS_DIR="+t.TempDir())
+			vars := map[string]string{}
+			for _, kv := range h.env {
+				k, v, _ := strings.Cut(kv, "=")
+				vars[k] = v
+			}
+			for _, e := range register {
+				switch {
+				case e.ValueFrom != nil: // AZP_AGENT_NAME, the pod's name: the harness's
+				case slices.Contains(local, e.Name):
+					if _, ok := vars[e.Name]; !ok {
+						t.Fatalf("no local stand-in for the chart's %s", e.Name)
+					}
+				default:
+					vars[e.Name] = e.Value
+				}
+			}
+			h.env = h.env[:0]
+			for k, v := range vars {
+				h.env = append(h.env, k+"="+v)
+			}
+			if rc := h.run("register"); rc != 0 {
+				t.Fatalf("register with the chart's environment: exit %d", rc)
+			}
+			auth := "--auth PAT"
+			if tc.sp {
+				auth = fmt.Sprintf("--auth SP --clientId %s --tenantId %s", clientID, tenantID)
+			}
+			if calls := h.calls(); !strings.HasSuffix(calls[0], auth) {
+				t.Errorf("config.sh %q, want it to end %q", calls[0], auth)
+			}
+		})
 	}
 }
 

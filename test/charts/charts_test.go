@@ -432,6 +432,38 @@ func TestAgentPoolChart(t *testing.T) {
 			},
 		},
 		{
+			// Registration with a Microsoft Entra ID service principal: no PAT anywhere, the
+			// client secret in the register init container only (the common checks below).
+			name: "service principal", values: "ci/service-principal-values.yaml",
+			wantKinds: []string{"ScaledJob"},
+			check: func(t *testing.T, pod corev1.PodSpec, objs []Object) {
+				reg := pod.InitContainers[0]
+				want := map[string]string{"AZP_AUTH": "SP", "AZP_TENANT_ID": "11111111-2222-3333-4444-555555555555",
+					"AZP_CLIENT_ID": "66666666-7777-8888-9999-000000000000", "AZP_CLIENT_SECRET_FILE": "/var/run/secrets/azp/clientSecret",
+					"AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us/"}
+				for k, v := range want {
+					if e, _ := env(reg, k); e.Value != v {
+						t.Errorf("register env %s=%q, want %q", k, e.Value, v)
+					}
+				}
+				mountedUnder(t, reg, want["AZP_CLIENT_SECRET_FILE"])
+				if _, ok := env(reg, "AZP_TOKEN_FILE"); ok {
+					t.Error("a service principal pool has no PAT file")
+				}
+				for _, v := range pod.Volumes {
+					if v.Secret != nil && (v.Secret.SecretName != "agent-sp" || len(v.Secret.Items) != 1 ||
+						v.Secret.Items[0] != (corev1.KeyToPath{Key: "clientSecret", Path: "clientSecret"})) {
+						t.Errorf("credential volume %+v: want key clientSecret of Secret agent-sp", v.Secret)
+					}
+				}
+				for _, k := range []string{"AZP_AUTH", "AZP_CLIENT_ID", "AZP_CLIENT_SECRET_FILE", "AZURE_AUTHORITY_HOST"} {
+					if _, ok := env(agent(t, pod), k); ok {
+						t.Errorf("the agent container has %s: only register uses the service principal", k)
+					}
+				}
+			},
+		},
+		{
 			name: "rootless", values: "ci/rootless-values.yaml",
 			wantKinds: []string{"ScaledJob", "TriggerAuthentication"},
 			check: func(t *testing.T, pod corev1.PodSpec, objs []Object) {
@@ -524,7 +556,7 @@ func TestAgentPoolChart(t *testing.T) {
 			if v, _ := env(a, "AZP_AGENT_NAME"); v.ValueFrom == nil || v.ValueFrom.FieldRef.FieldPath != "metadata.name" {
 				t.Error("AZP_AGENT_NAME must come from the pod name (downward API)")
 			}
-			// The PAT reaches the register init container only.
+			// The PAT (or client secret) reaches the register init container only.
 			patVolume := ""
 			for _, v := range pod.Volumes {
 				if v.Secret != nil {
@@ -546,8 +578,11 @@ func TestAgentPoolChart(t *testing.T) {
 			if reg.Name != "register" || !slices.Equal(reg.Args, []string{"register"}) || !slices.Equal(a.Args, []string{"run"}) {
 				t.Errorf("register runs first (start.sh register), the agent runs start.sh run: %v, %v", reg.Args, a.Args)
 			}
-			tokenFile, _ := env(reg, "AZP_TOKEN_FILE")
-			mountedUnder(t, reg, tokenFile.Value)
+			credFile, _ := env(reg, "AZP_TOKEN_FILE")
+			if auth, _ := env(reg, "AZP_AUTH"); auth.Value == "SP" {
+				credFile, _ = env(reg, "AZP_CLIENT_SECRET_FILE")
+			}
+			mountedUnder(t, reg, credFile.Value)
 			if a.SecurityContext == nil || a.SecurityContext.RunAsNonRoot == nil || !*a.SecurityContext.RunAsNonRoot {
 				t.Error("the agent must run as non-root")
 			}
@@ -789,6 +824,14 @@ func TestSchemaRejects(t *testing.T) {
 			[]string{"scaledJob/scalingStrategy"}},
 		{"pool: bad routing", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}\nscaler: {address: 'a:6000'}\ntrigger: {routing: roundrobin}",
 			[]string{"trigger/routing"}},
+		{"pool: service principal without tenant", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, auth: service-principal, clientId: x, existingSecret: s}\nscaler: {address: 'a:6000'}",
+			[]string{"/azp", "tenantId"}},
+		{"pool: service principal with a PAT", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, auth: service-principal, tenantId: t, clientId: x, pat: p}\nscaler: {address: 'a:6000'}",
+			[]string{"/azp", "existingSecret"}},
+		{"pool: PAT with a client id", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s, clientId: x}\nscaler: {address: 'a:6000'}",
+			[]string{"/azp/clientId", "maxLength"}},
+		{"pool: unknown auth", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, auth: workload-identity}\nscaler: {address: 'a:6000'}",
+			[]string{"/azp/auth"}},
 		{"pool: bad storage", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}\nscaler: {address: 'a:6000'}\ndind: {storage: {type: hostPath}}",
 			[]string{"dind/storage/type"}},
 	}

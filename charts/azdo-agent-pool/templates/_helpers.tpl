@@ -15,7 +15,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
-{{- define "azdo-agent-pool.patSecret" -}}
+{{/* The key of the registration credential in its Secret. */}}
+{{- define "azdo-agent-pool.secretKey" -}}
+{{- .Values.azp.secretKey | default (ternary "clientSecret" "pat" (eq .Values.azp.auth "service-principal")) -}}
+{{- end -}}
+
+{{- define "azdo-agent-pool.credentialSecret" -}}
 {{- if .Values.azp.existingSecret -}}
 {{- .Values.azp.existingSecret -}}
 {{- else -}}

@@ -1,11 +1,12 @@
 {{/*
 The agent pod. Three containers share it:
-  - register (init): the only one with the PAT; registers the agent and leaves its own
+  - register (init): the only one with the PAT (or the service principal's client secret);
+    registers the agent and leaves its own
     configuration and credentials in the state volume, and a copy of the agent's externals
     in the externals volume;
   - dind (native sidecar): Docker on a unix socket; sees the work directory, the externals,
     the cache and the extra volumes at the agent's own paths, so container jobs work;
-  - agent: runs one job with the agent's credentials only. No PAT is mounted here.
+  - agent: runs one job with the agent's credentials only. No PAT or secret is mounted here.
 */}}
 {{- define "azdo-agent-pool.podSpec" -}}
 {{- $sock := "/var/run/dind" -}}
@@ -52,7 +53,17 @@ initContainers:
       - {name: AZP_POOL, value: {{ required "azp.pool is required" .Values.azp.pool | quote }}}
       - name: AZP_AGENT_NAME
         valueFrom: {fieldRef: {fieldPath: metadata.name}}
+      {{- if eq .Values.azp.auth "service-principal" }}
+      - {name: AZP_AUTH, value: SP}
+      - {name: AZP_TENANT_ID, value: {{ .Values.azp.tenantId | quote }}}
+      - {name: AZP_CLIENT_ID, value: {{ .Values.azp.clientId | quote }}}
+      - {name: AZP_CLIENT_SECRET_FILE, value: /var/run/secrets/azp/clientSecret}
+      {{- with .Values.azp.authorityHost }}
+      - {name: AZURE_AUTHORITY_HOST, value: {{ . | quote }}}
+      {{- end }}
+      {{- else }}
       - {name: AZP_TOKEN_FILE, value: /var/run/secrets/azp/pat}
+      {{- end }}
       - {name: AZP_WORK, value: {{ .Values.azp.workDir | quote }}}
       - {name: AZP_STATE_DIR, value: {{ $state }}}
       {{- if .Values.dind.enabled }}
@@ -63,7 +74,7 @@ initContainers:
     resources:
       {{- toYaml .Values.register.resources | nindent 6 }}
     volumeMounts:
-      - {name: pat, mountPath: /var/run/secrets/azp, readOnly: true}
+      - {name: azp-credential, mountPath: /var/run/secrets/azp, readOnly: true}
       - {name: state, mountPath: {{ $state }}}
       {{- if .Values.dind.enabled }}
       - {name: externals, mountPath: /azp/externals-copy}
@@ -154,12 +165,12 @@ containers:
   {{- toYaml . | nindent 2 }}
   {{- end }}
 volumes:
-  - name: pat
+  - name: azp-credential
     secret:
-      secretName: {{ include "azdo-agent-pool.patSecret" . }}
+      secretName: {{ include "azdo-agent-pool.credentialSecret" . }}
       defaultMode: 0440
       items:
-        - {key: {{ .Values.azp.secretKey }}, path: pat}
+        - {key: {{ include "azdo-agent-pool.secretKey" . }}, path: {{ ternary "clientSecret" "pat" (eq .Values.azp.auth "service-principal") }}}
   - name: state
     emptyDir: {sizeLimit: 16Mi}
   - name: work
