@@ -107,7 +107,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	if failing || !ok {
 		writeJSON(w, http.StatusUnauthorized, aadError("invalid_client",
-			"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID."))
+			"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.\r\n"+
+				"Trace ID: 00000000-0000-0000-0000-000000000000\r\nCorrelation ID: 00000000-0000-0000-0000-000000000000\r\nTimestamp: 2026-01-01 00:00:00Z"))
 		return
 	}
 	s.mu.Lock()

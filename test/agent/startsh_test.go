@@ -691,6 +691,9 @@ func TestServicePrincipalFailures(t *testing.T) {
 			if !strings.Contains(h.output(), tc.want) {
 				t.Errorf("output lacks %q:\n%s", tc.want, h.output())
 			}
+			if strings.Contains(h.output(), "Trace ID") {
+				t.Errorf("Entra ID's reason is its first line, not its trace:\n%s", h.output())
+			}
 			if h.count("config.sh") != 0 {
 				t.Errorf("configured anyway: %q", h.calls())
 			}
