@@ -1,9 +1,8 @@
 {{/*
 The agent pod. Three containers share it:
   - register (init): the only one with the PAT (or the service principal's client secret);
-    registers the agent and leaves its own
-    configuration and credentials in the state volume, and a copy of the agent's externals
-    in the externals volume;
+    registers the agent and leaves its own configuration and credentials in the state
+    volume, and a copy of the agent's externals in the externals volume;
   - dind (native sidecar): Docker on a unix socket; sees the work directory, the externals,
     the cache and the extra volumes at the agent's own paths, so container jobs work;
   - agent: runs one job with the agent's credentials only. No PAT or secret is mounted here.
