@@ -743,10 +743,15 @@ func TestChartEnvironmentDrivesStartSh(t *testing.T) {
 				h = newHarness(t)
 			}
 			h.env = append(h.env, "AZP_STATE_DIR="+filepath.Join(h.dir, "state"), "AZP_EXTERNALS_DIR="+t.TempDir())
+			// Of the harness's own settings keep the local stand-ins and what the
+			// image or the pod name gives; everything else must come from the chart.
 			vars := map[string]string{}
 			for _, kv := range h.env {
 				k, v, _ := strings.Cut(kv, "=")
-				vars[k] = v
+				fromChart := strings.HasPrefix(k, "AZP_") || strings.HasPrefix(k, "AZURE_")
+				if !fromChart || slices.Contains(local, k) || k == "AZP_AGENT_NAME" || k == "AZP_AGENT_DIR" {
+					vars[k] = v
+				}
 			}
 			for _, e := range register {
 				switch {
