@@ -141,7 +141,7 @@ func (s *Server) Close() {
 func (s *Server) AddOrg(name string, pats ...string) *Org {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o := &Org{server: s, Name: name, pats: map[string]bool{}, pools: map[int]*pool{}, nextPool: 1, nextAgent: 1, nextRequest: 1000}
+	o := &Org{server: s, Name: name, pats: map[string]bool{}, bearers: map[string]bool{}, pools: map[int]*pool{}, nextPool: 1, nextAgent: 1, nextRequest: 1000}
 	for _, p := range pats {
 		o.pats[p] = true
 	}
@@ -268,9 +268,6 @@ type pool struct {
 func (o *Org) AcceptBearerToken(token string) {
 	o.server.mu.Lock()
 	defer o.server.mu.Unlock()
-	if o.bearers == nil {
-		o.bearers = map[string]bool{}
-	}
 	o.bearers[token] = true
 }
 
