@@ -15,9 +15,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
+{{/* The registration credential's file name in the register container, and its default key in the Secret. */}}
+{{- define "azdo-agent-pool.credentialFile" -}}
+{{- ternary "clientSecret" "pat" (eq .Values.azp.auth "service-principal") -}}
+{{- end -}}
+
 {{/* The key of the registration credential in its Secret. */}}
 {{- define "azdo-agent-pool.secretKey" -}}
-{{- .Values.azp.secretKey | default (ternary "clientSecret" "pat" (eq .Values.azp.auth "service-principal")) -}}
+{{- .Values.azp.secretKey | default (include "azdo-agent-pool.credentialFile" .) -}}
 {{- end -}}
 
 {{- define "azdo-agent-pool.credentialSecret" -}}

@@ -169,7 +169,7 @@ volumes:
       secretName: {{ include "azdo-agent-pool.credentialSecret" . }}
       defaultMode: 0440
       items:
-        - {key: {{ include "azdo-agent-pool.secretKey" . }}, path: {{ ternary "clientSecret" "pat" (eq .Values.azp.auth "service-principal") }}}
+        - {key: {{ include "azdo-agent-pool.secretKey" . }}, path: {{ include "azdo-agent-pool.credentialFile" . }}}
   - name: state
     emptyDir: {sizeLimit: 16Mi}
   - name: work
