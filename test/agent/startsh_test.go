@@ -252,14 +252,7 @@ func (h *harness) checkLifecycle() {
 	if h.agentRegistered() {
 		t.Error("the agent is still registered in Azure DevOps")
 	}
-	jobEnv, err := os.ReadFile(filepath.Join(h.dir, "job.env"))
-	must(t, err)
-	if bytes.Contains(jobEnv, []byte(pat)) {
-		t.Error("the PAT is in the job's environment")
-	}
-	if strings.Contains(h.stderr.String(), pat) {
-		t.Error("the PAT is in start.sh's output")
-	}
+	h.checkNoSecrets(nil)
 }
 
 func TestNormalExit(t *testing.T) {
@@ -360,21 +353,9 @@ func TestPATNeverReachesTheAgentContainer(t *testing.T) {
 	if h.count("config.sh remove") != 0 {
 		t.Errorf("the agent container has no PAT to remove the agent with; the sweeper does it: %q", calls)
 	}
-	for _, f := range []string{"job.env", "job.ps"} {
-		b, err := os.ReadFile(filepath.Join(h.dir, f))
-		must(t, err)
-		if bytes.Contains(b, []byte(pat)) {
-			t.Errorf("the PAT is in the agent container's %s", f)
-		}
-	}
-	if b, _ := os.ReadFile(filepath.Join(h.dir, "job.files")); len(bytes.TrimSpace(b)) != 0 {
-		t.Errorf("files readable by the job hold the PAT:\n%s", b)
-	}
+	h.checkNoSecrets(nil)
 	if _, err := os.Stat(filepath.Join(h.dir, "shared-externals", "node20", "bin", "node")); err != nil {
 		t.Errorf("the externals were not copied where the Docker daemon sees them: %v", err)
-	}
-	if strings.Contains(h.earlier+h.stderr.String(), pat) {
-		t.Error("the PAT is in start.sh's output")
 	}
 }
 
@@ -589,21 +570,33 @@ func newSPHarness(t *testing.T, inOrg bool, extraEnv ...string) (*harness, *fake
 	return h, entra
 }
 
-// checkNoSecrets asserts that neither the client secret nor a token Entra ID
-// issued is in start.sh's output or on a command line, and that the client
-// secret reached no file, environment or process list of the agent's job.
+// checkNoSecrets asserts that neither the PAT, the client secret nor a
+// token Entra ID issued (entra may be nil) is in start.sh's output or on a
+// command line, and that none reached the environment, the process list or
+// a readable file of the agent's job, once run.sh ran.
 func (h *harness) checkNoSecrets(entra *fakeentra.Server) {
 	t := h.t
 	t.Helper()
+	secrets := []string{pat, clientSecret}
+	if entra != nil {
+		secrets = append(secrets, entra.Tokens()...)
+	}
 	calls, _ := os.ReadFile(filepath.Join(h.dir, "calls.log"))
-	for _, s := range append([]string{clientSecret}, entra.Tokens()...) {
-		if strings.Contains(h.earlier+h.stderr.String(), s) || bytes.Contains(calls, []byte(s)) {
-			t.Errorf("a secret (%d bytes) is in start.sh's output or config.sh's arguments", len(s))
+	ran := h.count("run.sh ") > 0
+	for _, f := range []string{"job.env", "job.ps"} {
+		b, err := os.ReadFile(filepath.Join(h.dir, f))
+		if err != nil && ran {
+			t.Errorf("run.sh ran but left no %s: %v", f, err)
+		}
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("a secret (%d bytes) is in the job's %s", len(s), f)
+			}
 		}
 	}
-	for _, f := range []string{"job.env", "job.ps"} {
-		if b, err := os.ReadFile(filepath.Join(h.dir, f)); err == nil && bytes.Contains(b, []byte(clientSecret)) {
-			t.Errorf("the client secret is in the job's %s", f)
+	for _, s := range secrets {
+		if strings.Contains(h.earlier+h.stderr.String(), s) || bytes.Contains(calls, []byte(s)) {
+			t.Errorf("a secret (%d bytes) is in start.sh's output or config.sh's arguments", len(s))
 		}
 	}
 	if b, _ := os.ReadFile(filepath.Join(h.dir, "job.files")); len(bytes.TrimSpace(b)) != 0 {
