@@ -51,7 +51,7 @@ var (
 	Revision = "unknown"
 )
 
-// Run runs the scaler until ctx ends.
+// Run runs the scaler until ctx ends: cmd/azdo-keda-scaler's main.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	flags, err := config.Parse("azdo-keda-scaler", args, getenv, stderr)
 	if err != nil {
@@ -61,22 +61,38 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		_, err := fmt.Fprintf(stdout, "azdo-keda-scaler %s (revision %s, %s)\n", Version, Revision, runtime.Version())
 		return err
 	}
-	log, secretSet, err := logging.New(stderr, flags.LogFormat, flags.LogLevel)
-	if err != nil {
-		return err
-	}
-	// client-go (leader election) logs through klog: send it to logrus so
-	// that --log-format json stays JSON.
-	klog.SetLogger(logrusr.New(log))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	inst, err := Start(ctx, flags, log, secretSet, stdout)
+	inst, err := start(ctx, flags, stderr, stdout)
 	if err != nil {
 		return err
 	}
 	<-ctx.Done()
 	inst.Stop()
 	return nil
+}
+
+// StartArgs starts the scaler as Run does, from command-line arguments
+// (AZDO_* variables from getenv), logging to logs, and returns once it
+// listens; the caller stops it. The app tests, test/scalertest and the
+// benchmark start the scaler only through it.
+func StartArgs(ctx context.Context, args []string, getenv func(string) string, logs io.Writer) (*Instance, error) {
+	flags, err := config.Parse("azdo-keda-scaler", args, getenv, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	return start(ctx, flags, logs, io.Discard)
+}
+
+// start sets up logging (client-go's klog too, so that --log-format json
+// stays JSON) and starts the instance.
+func start(ctx context.Context, flags *config.Flags, logs, stdout io.Writer) (*Instance, error) {
+	log, secretSet, err := logging.New(logs, flags.LogFormat, flags.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	klog.SetLogger(logrusr.New(log))
+	return Start(ctx, flags, log, secretSet, stdout)
 }
 
 // Instance is a running scaler.
@@ -90,6 +106,7 @@ type Instance struct {
 	Demo     *demo.Org
 
 	grpcServer *grpc.Server
+	health     *health.Server
 	httpServer *http.Server
 	parents    *sweeper.Parents
 	journal    *sweeper.Journal
@@ -100,56 +117,49 @@ type Instance struct {
 	ready      atomic.Bool
 }
 
-// Start starts every part and returns once the servers listen.
-// Every text the instance emits is redacted with secretSet, the set its
-// logger uses too.
+// Start builds every part, then runs them, and returns once the servers
+// listen. Every text the instance emits is redacted with secretSet, the
+// set its logger uses too.
 func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, secretSet *secrets.Set, stdout io.Writer) (*Instance, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	inst := &Instance{cancel: cancel, done: make(chan struct{}), parents: sweeper.NewParents(), journal: sweeper.NewJournal(), secrets: secretSet}
-	fail := func(err error) (*Instance, error) {
+	m, reg, err := inst.build(ctx, flags, log)
+	if err != nil {
 		cancel()
 		if inst.Demo != nil {
 			inst.Demo.Close()
 		}
 		return nil, err
 	}
+	if err := inst.run(ctx, flags, m, reg, log, stdout); err != nil {
+		cancel()
+		if inst.Demo != nil {
+			inst.Demo.Close()
+		}
+		return nil, err
+	}
+	return inst, nil
+}
 
+// build makes the parts: configuration (and the demo organization), the
+// metrics, one Azure DevOps client per organization, the pool registry,
+// the router, the gRPC server and the HTTP handler. Nothing listens yet.
+func (inst *Instance) build(ctx context.Context, flags *config.Flags, log *logrus.Logger) (*metrics.Metrics, *prometheus.Registry, error) {
 	cfg, err := loadConfig(flags, inst)
 	if err != nil {
-		return fail(err)
+		return nil, nil, err
 	}
 	inst.Config = cfg
 	if inst.Demo != nil {
-		secretSet.Add(inst.Demo.PAT)
-		go inst.Demo.Simulate(ctx, time.Second)
+		inst.secrets.Add(inst.Demo.PAT)
 	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg, Version, Revision)
 
-	inst.Clients = map[string]*azdo.Client{}
-	var sources []pools.Source
-	for i := range cfg.Organizations {
-		o := &cfg.Organizations[i]
-		opts := azdo.Options{Name: o.Name, URL: o.URL, Timeout: flags.AzdoTimeout, QPS: flags.AzdoQPS, Observer: m, Logger: log, Secrets: secretSet}
-		if o.Auth == config.AuthPAT {
-			opts.PAT = o.PAT()
-		} else {
-			eo := o.EntraOptions()
-			eo.Secrets = secretSet
-			tokens, err := entra.New(eo)
-			if err != nil {
-				return fail(fmt.Errorf("organization %s: %w", o.Name, err))
-			}
-			opts.Token = tokens
-		}
-		c, err := azdo.New(opts)
-		if err != nil {
-			return fail(err)
-		}
-		inst.Clients[o.Name] = c
-		sources = append(sources, c)
+	sources, err := inst.buildClients(flags, m, log)
+	if err != nil {
+		return nil, nil, err
 	}
 	inst.Registry = pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: flags.RefreshInterval, StaleAfter: flags.StaleAfter,
 		IdleAfter: flags.PollerIdle, AttemptTimeout: flags.AzdoTimeout, MinRefresh: flags.MinRefresh, DemandWait: flags.DemandWait,
@@ -157,45 +167,91 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, secretS
 	inst.Router = routing.NewRouter(routing.Options{Warmup: flags.RoutingWarmup, ForgetAfterPolls: flags.TriggerForgetPolls,
 		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Observer: m, Logger: log})
 	svc := service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add, Router: inst.Router})
+	if err := inst.buildGRPC(flags, svc, reg); err != nil {
+		return nil, nil, err
+	}
+	inst.httpServer = &http.Server{Handler: inst.httpHandler(flags, reg), ReadHeaderTimeout: 10 * time.Second}
+	return m, reg, nil
+}
 
+// buildClients makes one Azure DevOps client per organization, signing in
+// with its PAT or with Microsoft Entra ID tokens.
+func (inst *Instance) buildClients(flags *config.Flags, m *metrics.Metrics, log *logrus.Logger) ([]pools.Source, error) {
+	inst.Clients = map[string]*azdo.Client{}
+	var sources []pools.Source
+	for i := range inst.Config.Organizations {
+		o := &inst.Config.Organizations[i]
+		opts := azdo.Options{Name: o.Name, URL: o.URL, Timeout: flags.AzdoTimeout, QPS: flags.AzdoQPS, Observer: m, Logger: log, Secrets: inst.secrets}
+		if o.Auth == config.AuthPAT {
+			opts.PAT = o.PAT()
+		} else {
+			eo := o.EntraOptions()
+			eo.Secrets = inst.secrets
+			tokens, err := entra.New(eo)
+			if err != nil {
+				return nil, fmt.Errorf("organization %s: %w", o.Name, err)
+			}
+			opts.Token = tokens
+		}
+		c, err := azdo.New(opts)
+		if err != nil {
+			return nil, err
+		}
+		inst.Clients[o.Name] = c
+		sources = append(sources, c)
+	}
+	return sources, nil
+}
+
+// buildGRPC makes the gRPC server: the external scaler, gRPC health, its
+// metrics, and redaction of every status message.
+func (inst *Instance) buildGRPC(flags *config.Flags, svc *service.Service, reg *prometheus.Registry) error {
 	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	reg.MustRegister(grpcMetrics)
-	cleanUnary, cleanStream := service.SanitizeErrors(secretSet)
+	cleanUnary, cleanStream := service.SanitizeErrors(inst.secrets)
 	serverOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcMetrics.UnaryServerInterceptor(), cleanUnary),
 		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor(), cleanStream)}
 	if flags.TLSCertFile != "" {
 		creds, err := serverTLS(flags)
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		serverOpts = append(serverOpts, grpc.Creds(creds))
 	}
 	inst.grpcServer = grpc.NewServer(serverOpts...)
 	pb.RegisterExternalScalerServer(inst.grpcServer, svc)
-	healthServer := health.NewServer()
-	healthpb.RegisterHealthServer(inst.grpcServer, healthServer)
+	inst.health = health.NewServer()
+	healthpb.RegisterHealthServer(inst.grpcServer, inst.health)
 	grpcMetrics.InitializeMetrics(inst.grpcServer)
+	return nil
+}
 
-	grpcListener, err := net.Listen("tcp", flags.GRPCAddr)
-	if err != nil {
-		return fail(fmt.Errorf("--grpc-addr: %w", err))
-	}
-	httpListener, err := net.Listen("tcp", flags.HTTPAddr)
-	if err != nil {
-		grpcListener.Close()
-		return fail(fmt.Errorf("--http-addr: %w", err))
-	}
-	inst.GRPCAddr, inst.HTTPAddr = grpcListener.Addr().String(), httpListener.Addr().String()
-
+// httpHandler serves /metrics, /healthz, /readyz and the status page.
+func (inst *Instance) httpHandler(flags *config.Flags, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", inst.readyz)
-	mux.Handle("GET /{$}", status.Handler(status.Source{Version: Version, Revision: Revision, Organizations: cfg.Names(),
+	mux.Handle("GET /{$}", status.Handler(status.Source{Version: Version, Revision: Revision, Organizations: inst.Config.Names(),
 		Registry: inst.Registry, Router: inst.Router, Journal: inst.journal, Sweeper: func() string { return sweeperState(flags, &inst.leading) },
-		Redact: secretSet.Redact}))
-	inst.httpServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		Redact: inst.secrets.Redact}))
+	return mux
+}
 
+// run listens and serves, starts the workers (the demo, the placeholder
+// keeper, the sweeper), marks the instance ready, and stops it all when ctx
+// ends.
+func (inst *Instance) run(ctx context.Context, flags *config.Flags, m *metrics.Metrics, reg *prometheus.Registry, log *logrus.Logger, stdout io.Writer) error {
+	grpcListener, err := net.Listen("tcp", flags.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	httpListener, err := net.Listen("tcp", flags.HTTPAddr)
+	if err != nil {
+		grpcListener.Close()
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	inst.GRPCAddr, inst.HTTPAddr = grpcListener.Addr().String(), httpListener.Addr().String()
 	go func() {
 		if err := inst.grpcServer.Serve(grpcListener); err != nil {
 			log.WithError(err).Error("gRPC server stopped")
@@ -207,43 +263,49 @@ func Start(ctx context.Context, flags *config.Flags, log *logrus.Logger, secretS
 		}
 	}()
 
+	if inst.Demo != nil {
+		go inst.Demo.Simulate(ctx, time.Second)
+	}
 	startKeeper(ctx, flags, inst, m, log)
 	if err := startSweeper(ctx, flags, inst, m, log); err != nil {
 		inst.grpcServer.Stop()
 		_ = inst.httpServer.Close()
-		return fail(err)
+		return err
 	}
 
-	healthServer.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	healthServer.SetServingStatus("externalscaler.ExternalScaler", healthpb.HealthCheckResponse_SERVING)
+	inst.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	inst.health.SetServingStatus("externalscaler.ExternalScaler", healthpb.HealthCheckResponse_SERVING)
 	inst.ready.Store(true)
-	log.WithFields(logrus.Fields{"version": Version, "grpc": inst.GRPCAddr, "http": inst.HTTPAddr, "organizations": cfg.Names(),
+	log.WithFields(logrus.Fields{"version": Version, "grpc": inst.GRPCAddr, "http": inst.HTTPAddr, "organizations": inst.Config.Names(),
 		"refreshInterval": flags.RefreshInterval.String(), "staleAfter": flags.StaleAfter.String()}).Info("azdo-keda-scaler started")
 
-	go func() {
-		<-ctx.Done()
-		healthServer.Shutdown()
-		inst.ready.Store(false)
-		stopped := make(chan struct{})
-		go func() { inst.grpcServer.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(5 * time.Second):
-			inst.grpcServer.Stop() // streams stay open until their clients leave
-		}
-		shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
-		defer done()
-		_ = inst.httpServer.Shutdown(shutdownCtx)
-		if inst.Demo != nil {
-			inst.Demo.Close()
-		}
-		close(inst.done)
-	}()
-
+	go inst.stopWhenDone(ctx)
 	if inst.Demo != nil {
 		go inst.runDemoReport(ctx, flags.RoutingWarmup, stdout, log)
 	}
-	return inst, nil
+	return nil
+}
+
+// stopWhenDone shuts the servers down once ctx ends: gRPC health says
+// NOT_SERVING, calls in flight get 5 seconds, then everything closes.
+func (inst *Instance) stopWhenDone(ctx context.Context) {
+	<-ctx.Done()
+	inst.health.Shutdown()
+	inst.ready.Store(false)
+	stopped := make(chan struct{})
+	go func() { inst.grpcServer.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		inst.grpcServer.Stop() // streams stay open until their clients leave
+	}
+	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	_ = inst.httpServer.Shutdown(shutdownCtx)
+	if inst.Demo != nil {
+		inst.Demo.Close()
+	}
+	close(inst.done)
 }
 
 // Stop stops the instance and waits for its servers to close.
@@ -316,7 +378,7 @@ func (inst *Instance) demoUnfinished(ctx context.Context, pool string) (int, err
 	if err != nil {
 		return 0, err
 	}
-	poller, err := inst.Registry.Poller(demo.Organization, p)
+	poller, err := inst.Registry.Poller(p)
 	if err != nil {
 		return 0, err
 	}

@@ -28,29 +28,19 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/logging"
 )
 
 const testPAT = "app-test-pat-0123456789abcdef"
 
-// start runs the whole scaler on loopback with the given flags.
-func start(t *testing.T, args ...string) (*Instance, *syncbuf.Buffer) {
+// startScaler runs the whole scaler on loopback with the given flags.
+func startScaler(t *testing.T, args ...string) (*Instance, *syncbuf.Buffer) {
 	t.Helper()
 	args = append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "debug", "--sweep-interval", "0"}, args...)
-	flags, err := config.Parse("test", args, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &syncbuf.Buffer{}
-	log, redactor, err := logging.New(logs, flags.LogFormat, flags.LogLevel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst, err := Start(context.Background(), flags, log, redactor, io.Discard)
+	inst, err := StartArgs(context.Background(), args, func(string) string { return "" }, logs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +56,7 @@ func startAgainst(t *testing.T, fake *fakeazdo.Server, pat string, args ...strin
 	if err := os.WriteFile(patFile, []byte(pat), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return start(t, append([]string{"--org-url", fake.OrgURL("contoso"), "--pat-file", patFile}, args...)...)
+	return startScaler(t, append([]string{"--org-url", fake.OrgURL("contoso"), "--pat-file", patFile}, args...)...)
 }
 
 // dial connects to the scaler's gRPC service for the test's life.
@@ -160,7 +150,7 @@ func TestScalerEndToEndOverLoopback(t *testing.T) {
 // to the unfinished jobs. With one refresh an hour every answer comes from
 // the same snapshot, so the sums must be exact.
 func TestDemo(t *testing.T) {
-	inst, _ := start(t, "--demo", "--refresh-interval", "1h", "--stale-after", "2h", "--routing-warmup", "0s")
+	inst, _ := startScaler(t, "--demo", "--refresh-interval", "1h", "--stale-after", "2h", "--routing-warmup", "0s")
 	conn := dial(t, inst)
 	client := pb.NewExternalScalerClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -224,7 +214,7 @@ func tlsFiles(t *testing.T) (dir string) {
 
 func TestMutualTLS(t *testing.T) {
 	dir := tlsFiles(t)
-	inst, _ := start(t, "--demo", "--grpc-tls-cert", filepath.Join(dir, "server.crt"), "--grpc-tls-key", filepath.Join(dir, "server.key"),
+	inst, _ := startScaler(t, "--demo", "--grpc-tls-cert", filepath.Join(dir, "server.crt"), "--grpc-tls-key", filepath.Join(dir, "server.key"),
 		"--grpc-tls-client-ca", filepath.Join(dir, "ca.crt"))
 	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
 	roots := x509.NewCertPool()
@@ -285,12 +275,8 @@ func TestSweeperInTheScaler(t *testing.T) {
 			args = append(args, "--sweep-dry-run")
 		}
 		t.Setenv("AZDO_PAT", testPAT)
-		flags, err := config.Parse("test", append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...), os.Getenv, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		log, redactor, _ := logging.New(io.Discard, "text", "debug")
-		inst, err := Start(context.Background(), flags, log, redactor, io.Discard)
+		inst, err := StartArgs(context.Background(), append([]string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log-level", "debug"}, args...),
+			os.Getenv, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,10 +15,11 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/leader"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/metrics"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/placeholders"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/sweeper"
 )
 
@@ -55,7 +56,7 @@ func startSweeper(ctx context.Context, flags *config.Flags, inst *Instance, m *m
 			Protect: flags.SweepProtect, MaxDeletions: flags.SweepMaxDeletions},
 		DryRun: flags.SweepDryRun, Sources: sources, Parents: inst.parents, Observer: m, Logger: log, Journal: inst.journal,
 		IsPlaceholder: placeholders.Recognize(flags.PlaceholderPrefix),
-		Pools:         func(ctx context.Context) []sweeper.Pool { return poolsToSweep(ctx, inst, flags.SweepPools, log) },
+		Pools:         func(ctx context.Context) []queue.Pool { return poolsToSweep(ctx, inst, flags.SweepPools, log) },
 	}
 	if flags.SweepAgentPattern == "*" && !flags.SweepDryRun {
 		log.Warn("--sweep-agent-pattern is \"*\": every offline agent of the swept pools may be removed; set it to your agent pods' names")
@@ -69,7 +70,7 @@ func startSweeper(ctx context.Context, flags *config.Flags, inst *Instance, m *m
 		return err
 	}
 	go func() {
-		err := sweeper.RunElected(ctx, election, func(ctx context.Context, l sweeper.Leadership) {
+		err := leader.RunElected(ctx, election, func(ctx context.Context, l leader.Leadership) {
 			inst.leading.Store(true)
 			defer inst.leading.Store(false)
 			o := base
@@ -88,14 +89,13 @@ func startSweeper(ctx context.Context, flags *config.Flags, inst *Instance, m *m
 // config lists: the same on every replica, whichever KEDA talks to. An
 // organization whose pools cannot be listed is swept for its configured
 // pools only.
-func poolsToSweep(ctx context.Context, inst *Instance, globs []string, log logrus.FieldLogger) []sweeper.Pool {
-	seen := map[[2]string]bool{}
-	var out []sweeper.Pool
-	add := func(org string, p azdo.Pool) {
-		k := [2]string{org, fmt.Sprint(p.ID)}
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, sweeper.Pool{Organization: org, ID: p.ID, Name: p.Name})
+func poolsToSweep(ctx context.Context, inst *Instance, globs []string, log logrus.FieldLogger) []queue.Pool {
+	seen := map[queue.Key]bool{}
+	var out []queue.Pool
+	add := func(p queue.Pool) {
+		if !seen[p.Key] {
+			seen[p.Key] = true
+			out = append(out, p)
 		}
 	}
 	for _, o := range inst.Config.Organizations {
@@ -106,7 +106,7 @@ func poolsToSweep(ctx context.Context, inst *Instance, globs []string, log logru
 		}
 		for _, p := range listed {
 			if matchesAny(globs, p.Name) {
-				add(o.Name, p)
+				add(p)
 			}
 		}
 		for _, p := range o.Pools {
@@ -116,7 +116,7 @@ func poolsToSweep(ctx context.Context, inst *Instance, globs []string, log logru
 					Warn("cannot look up a pool listed in the config; skipping it")
 				continue
 			}
-			add(o.Name, pool)
+			add(pool)
 		}
 	}
 	return out
@@ -131,7 +131,7 @@ func matchesAny(globs []string, name string) bool {
 	return false
 }
 
-func electionConfig(flags *config.Flags, log logrus.FieldLogger) (sweeper.Election, error) {
+func electionConfig(flags *config.Flags, log logrus.FieldLogger) (leader.Election, error) {
 	var cfg *rest.Config
 	var err error
 	if flags.Kubeconfig != "" {
@@ -140,11 +140,11 @@ func electionConfig(flags *config.Flags, log logrus.FieldLogger) (sweeper.Electi
 		cfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return sweeper.Election{}, fmt.Errorf("--leader-elect needs a Kubernetes API (in a cluster, or --kubeconfig): %w", err)
+		return leader.Election{}, fmt.Errorf("--leader-elect needs a Kubernetes API (in a cluster, or --kubeconfig): %w", err)
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return sweeper.Election{}, err
+		return leader.Election{}, err
 	}
 	ns := flags.LeaderElectNS
 	if ns == "" {
@@ -155,15 +155,15 @@ func electionConfig(flags *config.Flags, log logrus.FieldLogger) (sweeper.Electi
 		ns = strings.TrimSpace(string(b))
 	}
 	if ns == "" {
-		return sweeper.Election{}, errors.New("--leader-elect: set --leader-elect-namespace (or POD_NAMESPACE)")
+		return leader.Election{}, errors.New("--leader-elect: set --leader-elect-namespace (or POD_NAMESPACE)")
 	}
 	id := flags.LeaderElectIdentity
 	if id == "" {
 		if id, err = os.Hostname(); err != nil {
-			return sweeper.Election{}, err
+			return leader.Election{}, err
 		}
 	}
-	return sweeper.Election{Client: client, Namespace: ns, Lease: flags.LeaderElectLease, Identity: id, Logger: log,
+	return leader.Election{Role: "sweeper", Client: client, Namespace: ns, Lease: flags.LeaderElectLease, Identity: id, Logger: log,
 		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}, nil
 }
 

@@ -15,6 +15,9 @@ type PATSource interface {
 	// PAT returns the current token. It is called before every call to
 	// Azure DevOps, so it must be cheap.
 	PAT() (string, error)
+	// Refresh forgets any cached token: the client calls it on a 401,
+	// since the token may have just been rotated.
+	Refresh()
 }
 
 // TokenSource supplies a Microsoft Entra ID access token for Azure DevOps
@@ -34,6 +37,15 @@ func (p StaticPAT) PAT() (string, error) {
 	}
 	return strings.TrimSpace(string(p)), nil
 }
+
+// Refresh does nothing: a static token cannot change.
+func (StaticPAT) Refresh() {}
+
+// Both PAT sources are PATSources.
+var (
+	_ PATSource = StaticPAT("")
+	_ PATSource = (*FilePAT)(nil)
+)
 
 // FilePAT reads the token from a file and reads it again when the file
 // changes, so that a rotated Kubernetes Secret is picked up without a
@@ -66,7 +78,6 @@ func (f *FilePAT) PAT() (string, error) {
 }
 
 // Refresh forgets the cached token, so the next PAT call reads the file.
-// The client calls it on a 401: the token may have just been rotated.
 func (f *FilePAT) Refresh() {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -8,20 +8,20 @@ import (
 	"time"
 )
 
-// attempt collects what the transport saw of the HTTP exchanges of one
+// exchange collects what the transport saw of the HTTP exchanges of one
 // attempt. The SDK's Send drops the response on a non-2xx status, and with
-// it the status code (for non-JSON bodies) and the Retry-After header, so
-// the transport records them here, found through the request's context.
-type attempt struct {
-	status     int
-	retryAfter time.Duration
+// it the status code of a non-JSON body, so the transport records it here,
+// found through the request's context. (Retry-After is acted on in the
+// transport itself: it pauses the organization.)
+type exchange struct {
+	status int
 }
 
-type attemptKey struct{}
+type exchangeKey struct{}
 
-func withAttempt(ctx context.Context) (context.Context, *attempt) {
-	a := &attempt{}
-	return context.WithValue(ctx, attemptKey{}, a), a
+func withExchange(ctx context.Context) (context.Context, *exchange) {
+	x := &exchange{}
+	return context.WithValue(ctx, exchangeKey{}, x), x
 }
 
 // transport wraps the HTTP transport of one organization's SDK clients: it
@@ -62,9 +62,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if retryAfter > 0 && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
 		t.client.pauseFor(retryAfter, "Retry-After")
 	}
-	if a, ok := req.Context().Value(attemptKey{}).(*attempt); ok {
-		a.status = resp.StatusCode
-		a.retryAfter = retryAfter
+	if x, ok := req.Context().Value(exchangeKey{}).(*exchange); ok {
+		x.status = resp.StatusCode
 	}
 	return resp, nil
 }

@@ -16,17 +16,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 )
 
 const namespace = "azdo_keda_scaler"
-
-// poolKey identifies a pool.
-type poolKey struct {
-	org string
-	id  int
-}
 
 // poolState is what a pool's scrape-time gauges are computed from.
 type poolState struct {
@@ -57,7 +51,7 @@ type Metrics struct {
 	jobsDesc, oldestDesc, ageDesc, unroutableDesc, triggerDesc *prometheus.Desc
 
 	mu    sync.Mutex
-	pools map[poolKey]*poolState
+	pools map[queue.Key]*poolState
 	now   func() time.Time
 }
 
@@ -75,6 +69,9 @@ var poolLabels = []string{"organization", "pool_id", "pool"}
 func withPool(extra ...string) []string {
 	return append(append([]string(nil), poolLabels...), extra...)
 }
+
+// poolValues are the values of poolLabels.
+func poolValues(p queue.Pool) []string { return []string{p.Org, strconv.Itoa(p.ID), p.Name} }
 
 // New registers the metrics on reg, with build information (version and
 // revision as set at build time).
@@ -113,7 +110,7 @@ func New(reg prometheus.Registerer, version, revision string) *Metrics {
 			"Waiting jobs that no trigger of the pool accepts: they wait until one does.", poolLabels, nil),
 		triggerDesc: prometheus.NewDesc(TriggerJobs,
 			"Jobs a trigger (a ScaledJob) counts in the pool's latest routing: what KEDA gets from GetMetrics.", withPool("scaledjob_namespace", "scaledjob"), nil),
-		pools: map[poolKey]*poolState{},
+		pools: map[queue.Key]*poolState{},
 		now:   time.Now,
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
@@ -124,9 +121,8 @@ func New(reg prometheus.Registerer, version, revision string) *Metrics {
 	return m
 }
 
-// state returns a pool's state, creating it; m.mu held.
-func (m *Metrics) stateLocked(org string, id int) *poolState {
-	k := poolKey{org, id}
+// stateLocked returns a pool's state, creating it; m.mu held.
+func (m *Metrics) stateLocked(k queue.Key) *poolState {
 	s, ok := m.pools[k]
 	if !ok {
 		s = &poolState{waitObserved: map[uint64]bool{}}
@@ -136,10 +132,10 @@ func (m *Metrics) stateLocked(org string, id int) *poolState {
 }
 
 // poolName is the pool's name as last seen, "" when unknown.
-func (m *Metrics) poolName(org string, id int) string {
+func (m *Metrics) poolName(k queue.Key) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s, ok := m.pools[poolKey{org, id}]; ok {
+	if s, ok := m.pools[k]; ok {
 		return s.name
 	}
 	return ""
@@ -173,14 +169,14 @@ func (m *Metrics) ObserveThrottle(org string, wait time.Duration) {
 // state, the oldest waiting one, and the queue wait of every job seen
 // assigned for the first time. A job assigned and finished between two
 // refreshes is never seen, so short jobs are under-represented.
-func (m *Metrics) ObserveSnapshot(s *pools.Snapshot) {
+func (m *Metrics) ObserveSnapshot(s *queue.Snapshot) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := m.stateLocked(s.Organization, s.PoolID)
-	st.name, st.fetchedAt = s.PoolName, s.FetchedAt
+	st := m.stateLocked(s.Pool.Key)
+	st.name, st.fetchedAt = s.Pool.Name, s.FetchedAt
 	st.waiting, st.running, st.oldestWaiting = 0, 0, time.Time{}
 	present := make(map[uint64]bool, len(s.Jobs))
-	labels := []string{s.Organization, strconv.Itoa(s.PoolID), s.PoolName}
+	labels := poolValues(s.Pool)
 	for i := range s.Jobs {
 		j := &s.Jobs[i]
 		present[j.ID] = true
@@ -205,15 +201,15 @@ func (m *Metrics) ObserveSnapshot(s *pools.Snapshot) {
 }
 
 // ForgetPool drops a pool that is no longer polled (pools.Observer).
-func (m *Metrics) ForgetPool(org string, poolID int) {
+func (m *Metrics) ForgetPool(k queue.Key) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.pools, poolKey{org, poolID})
+	delete(m.pools, k)
 }
 
 // ObservePlan records a pool's routing (routing.Observer): the jobs no
 // trigger accepts and each trigger's count.
-func (m *Metrics) ObservePlan(org string, poolID int, p *routing.Plan) {
+func (m *Metrics) ObservePlan(k queue.Key, p *routing.Plan) {
 	counts := make(map[[2]string]int, len(p.Triggers))
 	for i := range p.Triggers {
 		t := &p.Triggers[i]
@@ -222,28 +218,29 @@ func (m *Metrics) ObservePlan(org string, poolID int, p *routing.Plan) {
 	unroutable := len(p.Unroutable())
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := m.stateLocked(org, poolID)
+	st := m.stateLocked(k)
 	st.unroutable, st.triggers = unroutable, counts
 }
 
 // AgentDeleted counts a removal (sweeper.Observer).
-func (m *Metrics) AgentDeleted(org string, poolID int, pool string, dryRun bool) {
-	m.sweepDeleted.WithLabelValues(org, strconv.Itoa(poolID), pool, strconv.FormatBool(dryRun)).Inc()
+func (m *Metrics) AgentDeleted(p queue.Pool, dryRun bool) {
+	m.sweepDeleted.WithLabelValues(append(poolValues(p), strconv.FormatBool(dryRun))...).Inc()
 }
 
 // AgentKept counts an agent kept, with the reason (sweeper.Observer).
-func (m *Metrics) AgentKept(org string, poolID int, pool, reason string) {
-	m.sweepKept.WithLabelValues(org, strconv.Itoa(poolID), pool, reason).Inc()
+func (m *Metrics) AgentKept(p queue.Pool, reason string) {
+	m.sweepKept.WithLabelValues(append(poolValues(p), reason)...).Inc()
 }
 
 // SweepError counts a failure (sweeper.Observer).
-func (m *Metrics) SweepError(org string, poolID int, pool, op string) {
-	m.sweepErrors.WithLabelValues(org, strconv.Itoa(poolID), pool, op).Inc()
+func (m *Metrics) SweepError(p queue.Pool, op string) {
+	m.sweepErrors.WithLabelValues(append(poolValues(p), op)...).Inc()
 }
 
 // PlaceholderAction counts one of the keeper's actions (placeholders.Observer).
-func (m *Metrics) PlaceholderAction(org string, poolID int, action, result string) {
-	m.placeholders.WithLabelValues(org, strconv.Itoa(poolID), m.poolName(org, poolID), action, result).Inc()
+func (m *Metrics) PlaceholderAction(k queue.Key, action, result string) {
+	p := queue.Pool{Key: k, Name: m.poolName(k)}
+	m.placeholders.WithLabelValues(append(poolValues(p), action, result)...).Inc()
 }
 
 // Describe implements prometheus.Collector for the scrape-time gauges.
@@ -262,7 +259,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
 	for k, s := range m.pools {
-		l := []string{k.org, strconv.Itoa(k.id), s.name}
+		l := poolValues(queue.Pool{Key: k, Name: s.name})
 		if !s.fetchedAt.IsZero() {
 			gauge(m.ageDesc, now.Sub(s.fetchedAt).Seconds(), l...)
 			gauge(m.jobsDesc, float64(s.waiting), append(l, "waiting")...)

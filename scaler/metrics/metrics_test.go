@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 )
 
@@ -23,14 +23,17 @@ func newTest() (*Metrics, *prometheus.Registry, *time.Time) {
 	return m, reg, &now
 }
 
-func snapshot(at time.Time, jobs ...pools.Job) *pools.Snapshot {
-	return &pools.Snapshot{Organization: "contoso", PoolID: 7, PoolName: "linux", FetchedAt: at, Jobs: jobs}
+// testKey is the pool the tests observe.
+var testKey = queue.Key{Org: "contoso", ID: 7}
+
+func snapshot(at time.Time, jobs ...queue.Job) *queue.Snapshot {
+	return &queue.Snapshot{Pool: queue.Pool{Key: testKey, Name: "linux"}, FetchedAt: at, Jobs: jobs}
 }
 
-func waiting(id uint64, queued time.Time) pools.Job { return pools.Job{ID: id, QueuedAt: queued} }
+func waiting(id uint64, queued time.Time) queue.Job { return queue.Job{ID: id, QueuedAt: queued} }
 
-func running(id uint64, queued, assigned time.Time) pools.Job {
-	return pools.Job{ID: id, QueuedAt: queued, AssignedAt: assigned, Agent: "linux-abcde-fghij"}
+func running(id uint64, queued, assigned time.Time) queue.Job {
+	return queue.Job{ID: id, QueuedAt: queued, AssignedAt: assigned, Agent: "linux-abcde-fghij"}
 }
 
 // The pool's gauges come from the latest snapshot, computed at scrape time:
@@ -62,7 +65,7 @@ azdo_keda_scaler_snapshot_age_seconds{organization="contoso",pool="linux",pool_i
 	if v := gaugeValue(t, reg, PoolOldestWaiting); v != 0 {
 		t.Fatalf("oldest waiting age with no waiting job = %v, want 0", v)
 	}
-	m.ForgetPool("contoso", 7)
+	m.ForgetPool(testKey)
 	if n, _ := testutil.GatherAndCount(reg, PoolJobs, PoolOldestWaiting, SnapshotAge); n != 0 {
 		t.Fatalf("a forgotten pool still has %d series", n)
 	}
@@ -85,7 +88,7 @@ func TestQueueWaitObservedOncePerJob(t *testing.T) {
 	if count != 2 || sum != 65 {
 		t.Fatalf("queue wait histogram: %d observations summing to %vs, want 2 (jobs 3 and 5) summing to 65s", count, sum)
 	}
-	if len(m.pools[poolKey{"contoso", 7}].waitObserved) != 1 {
+	if len(m.pools[testKey].waitObserved) != 1 {
 		t.Fatal("finished jobs must leave the set of observed jobs (it would grow for ever)")
 	}
 }
@@ -94,11 +97,11 @@ func TestQueueWaitObservedOncePerJob(t *testing.T) {
 // plan; a trigger that left the plan leaves the metrics.
 func TestTriggerCounts(t *testing.T) {
 	m, reg, _ := newTest()
-	snap := snapshot(t0, waiting(1, t0), waiting(2, t0), pools.Job{ID: 3, QueuedAt: t0, RawDemands: []string{"gpu"}, Unparsable: true})
+	snap := snapshot(t0, waiting(1, t0), waiting(2, t0), queue.Job{ID: 3, QueuedAt: t0, RawDemands: []string{"gpu"}, Unparsable: true})
 	m.ObserveSnapshot(snap)
-	linux := routing.Trigger{ID: "ci/linux", Namespace: "ci", Name: "linux", Accepts: func(j *pools.Job) bool { return !j.Unparsable }}
-	other := routing.Trigger{ID: "ci/other", Namespace: "ci", Name: "other", Rank: 1, Accepts: func(j *pools.Job) bool { return !j.Unparsable }}
-	m.ObservePlan("contoso", 7, routing.Route(snap.Jobs, []routing.Trigger{linux, other}, false))
+	linux := routing.Trigger{ID: "ci/linux", Namespace: "ci", Name: "linux", Accepts: func(j *queue.Job) bool { return !j.Unparsable }}
+	other := routing.Trigger{ID: "ci/other", Namespace: "ci", Name: "other", Rank: 1, Accepts: func(j *queue.Job) bool { return !j.Unparsable }}
+	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux, other}, false))
 	want := `
 # HELP azdo_keda_scaler_pool_unroutable_jobs Waiting jobs that no trigger of the pool accepts: they wait until one does.
 # TYPE azdo_keda_scaler_pool_unroutable_jobs gauge
@@ -111,7 +114,7 @@ azdo_keda_scaler_trigger_jobs{organization="contoso",pool="linux",pool_id="7",sc
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), PoolUnroutable, TriggerJobs); err != nil {
 		t.Fatal(err)
 	}
-	m.ObservePlan("contoso", 7, routing.Route(snap.Jobs, []routing.Trigger{linux}, false))
+	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux}, false))
 	if n, _ := testutil.GatherAndCount(reg, TriggerJobs); n != 1 {
 		t.Fatalf("%d trigger series after a trigger left, want 1", n)
 	}

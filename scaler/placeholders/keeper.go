@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"errors"
 	"math/big"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -16,7 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 )
 
@@ -29,12 +28,21 @@ type Source interface {
 
 // Observer counts the keeper's actions (the metrics package).
 type Observer interface {
-	PlaceholderAction(org string, poolID int, action, result string)
+	PlaceholderAction(k queue.Key, action, result string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) PlaceholderAction(string, int, string, string) {}
+func (nopObserver) PlaceholderAction(queue.Key, string, string) {}
+
+// Defaults of Options, also the defaults of the flags that set them.
+const (
+	DefaultGrace  = time.Hour
+	DefaultPrefix = "keda"
+	// DefaultAgentVersion is the Agent.Version placeholders report unless
+	// told otherwise: that of the reference agent image.
+	DefaultAgentVersion = "4.261.0"
+)
 
 // Options configure a Keeper.
 type Options struct {
@@ -60,8 +68,8 @@ type Keeper struct {
 	log logrus.FieldLogger
 
 	mu       sync.Mutex
-	unneeded map[pools.Key]map[string]time.Time
-	checked  map[pools.Key]check
+	unneeded map[queue.Key]map[string]time.Time
+	checked  map[queue.Key]check
 	key      *rsa.PublicKey
 }
 
@@ -73,7 +81,13 @@ type check struct {
 // New builds a keeper.
 func New(o Options) *Keeper {
 	if o.Grace <= 0 {
-		o.Grace = time.Hour
+		o.Grace = DefaultGrace
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.AgentVersion == "" {
+		o.AgentVersion = DefaultAgentVersion
 	}
 	if o.Recheck <= 0 {
 		o.Recheck = 5 * time.Minute
@@ -88,7 +102,7 @@ func New(o Options) *Keeper {
 		o.Now = time.Now
 	}
 	return &Keeper{o: o, log: o.Logger.WithFields(logrus.Fields{"component": "placeholders", "dryRun": o.DryRun}),
-		unneeded: map[pools.Key]map[string]time.Time{}, checked: map[pools.Key]check{}}
+		unneeded: map[queue.Key]map[string]time.Time{}, checked: map[queue.Key]check{}}
 }
 
 // Run keeps the placeholders until ctx ends: at once when a pool's triggers
@@ -128,7 +142,7 @@ func (k *Keeper) Once(ctx context.Context) {
 	}
 }
 
-func (k *Keeper) keepPool(ctx context.Context, pool pools.Key, wanted map[string]map[string]string) {
+func (k *Keeper) keepPool(ctx context.Context, pool queue.Key, wanted map[string]map[string]string) {
 	now := k.o.Now()
 	wantedKeys := keysOf(wanted)
 	k.mu.Lock()
@@ -138,17 +152,17 @@ func (k *Keeper) keepPool(ctx context.Context, pool pools.Key, wanted map[string
 	if ok && last.wanted == wantedKeys && now.Sub(last.at) < k.o.Recheck && !hasUnneeded {
 		return
 	}
-	log := k.log.WithFields(logrus.Fields{"organization": pool.Organization, "poolID": pool.PoolID})
-	src, ok := k.o.Sources[pool.Organization]
+	log := k.log.WithFields(logrus.Fields{"organization": pool.Org, "poolID": pool.ID})
+	src, ok := k.o.Sources[pool.Org]
 	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	agents, err := src.Agents(ctx, pool.PoolID)
+	agents, err := src.Agents(ctx, pool.ID)
 	if err != nil {
 		log.WithError(err).Warn("listing agents for the placeholders failed; trying again later")
-		k.o.Observer.PlaceholderAction(pool.Organization, pool.PoolID, "list", "error")
+		k.o.Observer.PlaceholderAction(pool, "list", "error")
 		return
 	}
 	existing := k.ours(agents)
@@ -182,14 +196,14 @@ func (k *Keeper) keepPool(ctx context.Context, pool pools.Key, wanted map[string
 		}
 		if k.o.DryRun {
 			alog.Info("would " + action + " placeholder agent (dry run)")
-			k.o.Observer.PlaceholderAction(pool.Organization, pool.PoolID, action, "dry-run")
+			k.o.Observer.PlaceholderAction(pool, action, "dry-run")
 			continue
 		}
 		if a.Register {
-			err = k.register(ctx, src, pool.PoolID, name, a.Key, a.Caps)
+			err = k.register(ctx, src, pool.ID, name, a.Key, a.Caps)
 		} else {
-			err = src.DeleteAgent(ctx, pool.PoolID, a.AgentID)
-			if err == nil || errors.Is(err, azdo.ErrNotFound) || isStatus(err, http.StatusNotFound) {
+			err = src.DeleteAgent(ctx, pool.ID, a.AgentID)
+			if err == nil || errors.Is(err, azdo.ErrNotFound) {
 				err = nil
 				k.mu.Lock()
 				delete(since, a.Key)
@@ -199,11 +213,11 @@ func (k *Keeper) keepPool(ctx context.Context, pool pools.Key, wanted map[string
 		if err != nil {
 			failed = true
 			alog.WithError(err).Warn(action + " placeholder agent failed; trying again later")
-			k.o.Observer.PlaceholderAction(pool.Organization, pool.PoolID, action, "error")
+			k.o.Observer.PlaceholderAction(pool, action, "error")
 			continue
 		}
 		alog.Info(done + " placeholder agent")
-		k.o.Observer.PlaceholderAction(pool.Organization, pool.PoolID, action, "ok")
+		k.o.Observer.PlaceholderAction(pool, action, "ok")
 	}
 	if !failed {
 		k.mu.Lock()
@@ -212,7 +226,7 @@ func (k *Keeper) keepPool(ctx context.Context, pool pools.Key, wanted map[string
 	}
 }
 
-func (k *Keeper) unneededOf(pool pools.Key) map[string]time.Time {
+func (k *Keeper) unneededOf(pool queue.Key) map[string]time.Time {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.unneeded[pool]
@@ -268,7 +282,7 @@ func (k *Keeper) register(ctx context.Context, src Source, poolID int, name, key
 		ProvisioningState: &provisioned, SystemCapabilities: &system,
 		Authorization: &taskagent.TaskAgentAuthorization{PublicKey: &taskagent.TaskAgentPublicKey{Exponent: &exponent, Modulus: &modulus}},
 	})
-	if isStatus(err, http.StatusConflict) {
+	if errors.Is(err, azdo.ErrConflict) {
 		return nil
 	}
 	return err
@@ -286,11 +300,6 @@ func (k *Keeper) publicKey() (*rsa.PublicKey, error) {
 		k.key = &priv.PublicKey
 	}
 	return k.key, nil
-}
-
-func isStatus(err error, code int) bool {
-	var e *azdo.Error
-	return errors.As(err, &e) && e.Status == code
 }
 
 func keysOf(m map[string]map[string]string) string {

@@ -13,7 +13,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 	testingclock "k8s.io/utils/clock/testing"
 )
@@ -56,7 +56,7 @@ func (f *fixture) keeper(dryRun bool) *Keeper {
 
 // ask is a call of a trigger with these capabilities.
 func (f *fixture) ask(scaledJob string, caps map[string]string) {
-	f.router.Table(pools.Key{Organization: "contoso", PoolID: f.pool}).Observe(routing.Trigger{ID: "ns/" + scaledJob, Namespace: "ns",
+	f.router.Table(queue.Key{Org: "contoso", ID: f.pool}).Observe(routing.Trigger{ID: "ns/" + scaledJob, Namespace: "ns",
 		Name: scaledJob, Capabilities: caps})
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 // jobRequestsBody is what the fake (the real shapes) answers for a pool of n
@@ -44,7 +45,7 @@ func BenchmarkDecodeSnapshot1000(b *testing.B) {
 		if err := client.UnmarshalCollectionJson(body, &reqs); err != nil {
 			b.Fatal(err)
 		}
-		if s := NewSnapshot("o", 1, "p", reqs, time.Now()); len(s.Jobs) != 1000 {
+		if s := NewSnapshot(queue.Pool{Key: queue.Key{Org: "o", ID: 1}, Name: "p"}, reqs, time.Now()); len(s.Jobs) != 1000 {
 			b.Fatalf("%d jobs", len(s.Jobs))
 		}
 	}
@@ -56,7 +57,7 @@ func TestSnapshotFromRealShapes(t *testing.T) {
 	if err := (&azuredevops.Client{}).UnmarshalCollectionJson(body, &reqs); err != nil {
 		t.Fatal(err)
 	}
-	s := NewSnapshot("o", 1, "p", reqs, time.Now())
+	s := NewSnapshot(queue.Pool{Key: queue.Key{Org: "o", ID: 1}, Name: "p"}, reqs, time.Now())
 	if len(s.Jobs) != 3 {
 		t.Fatalf("jobs = %d", len(s.Jobs))
 	}
@@ -95,7 +96,7 @@ func TestSnapshotDropsFinishedAndOddDemands(t *testing.T) {
 		{RequestId: &id2, Demands: &demandsList, ReceiveTime: &azuredevops.Time{Time: time.Now()}},
 		{RequestId: &id3, ReceiveTime: &azuredevops.Time{}}, // Azure DevOps' zero date: not received
 	}
-	s := NewSnapshot("o", 1, "p", reqs, time.Now())
+	s := NewSnapshot(queue.Pool{Key: queue.Key{Org: "o", ID: 1}, Name: "p"}, reqs, time.Now())
 	if len(s.Jobs) != 2 || s.Jobs[0].ID != 2 || !s.Jobs[0].Unparsable || !s.Jobs[0].Received || s.Jobs[1].Received {
 		t.Fatalf("jobs = %+v", s.Jobs)
 	}

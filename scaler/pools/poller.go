@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 // Poller refreshes one pool's snapshot every RefreshInterval, and sooner
@@ -18,14 +19,13 @@ import (
 type Poller struct {
 	registry *Registry
 	src      Source
-	key      Key
-	name     string
+	pool     queue.Pool
 	log      logrus.FieldLogger
 
 	lastUsed time.Time // guarded by registry.mu
 
 	mu       sync.Mutex
-	snap     *Snapshot
+	snap     *queue.Snapshot
 	lastErr  error
 	errSince time.Time     // start of the current run of failures
 	ready    chan struct{} // closed at the first result, good or bad
@@ -43,9 +43,9 @@ type Poller struct {
 
 var errNoDataYet = errors.New("the first snapshot is not there yet")
 
-func newPoller(r *Registry, src Source, k Key, name string) *Poller {
-	return &Poller{registry: r, src: src, key: k, name: name, started: r.opts.Now(),
-		log:   r.log.WithFields(logrus.Fields{"organization": k.Organization, "pool": name, "poolID": k.PoolID}),
+func newPoller(r *Registry, src Source, pool queue.Pool) *Poller {
+	return &Poller{registry: r, src: src, pool: pool, started: r.opts.Now(),
+		log:   r.log.WithFields(logrus.Fields{"organization": pool.Org, "pool": pool.Name, "poolID": pool.ID}),
 		ready: make(chan struct{}), changed: make(chan struct{}), wake: make(chan struct{}, 1)}
 }
 
@@ -96,7 +96,7 @@ func (p *Poller) refresh() {
 	p.inFlight, p.attemptErr, p.pending = o.Now(), nil, false
 	p.lastAttempt = p.inFlight
 	p.mu.Unlock()
-	requests, err := p.src.UnfinishedJobRequests(ctx, p.key.PoolID)
+	requests, err := p.src.UnfinishedJobRequests(ctx, p.pool.ID)
 	now := o.Now()
 
 	p.mu.Lock()
@@ -117,7 +117,7 @@ func (p *Poller) refresh() {
 			p.log.WithField("failingFor", now.Sub(p.errSince).Round(time.Second).String()).Info("Azure DevOps answers again")
 		}
 		p.lastErr = nil
-		p.snap = NewSnapshot(p.key.Organization, p.key.PoolID, p.name, requests, now)
+		p.snap = NewSnapshot(p.pool, requests, now)
 		o.Observer.ObserveSnapshot(p.snap)
 	}
 	p.notifyLocked()
@@ -144,7 +144,7 @@ func (p *Poller) notifyLocked() {
 // DemandWait (then answers from what it has). A refresh is not asked for
 // within MinRefresh of the last one, nor while Azure DevOps asked this
 // organization to wait (Retry-After): rate limits and backoff come first.
-func (p *Poller) Snapshot(ctx context.Context) (*Snapshot, error) {
+func (p *Poller) Snapshot(ctx context.Context) (*queue.Snapshot, error) {
 	select {
 	case <-p.ready:
 	case <-ctx.Done():
@@ -152,7 +152,7 @@ func (p *Poller) Snapshot(ctx context.Context) (*Snapshot, error) {
 		defer p.mu.Unlock()
 		now := p.registry.opts.Now()
 		return nil, fmt.Errorf("%w: the first refresh of pool %s of %s is still in flight after %s%s",
-			ErrUnavailable, p.name, p.key.Organization, now.Sub(p.started).Round(time.Second), p.causeLocked(now))
+			ErrUnavailable, p.pool.Name, p.pool.Org, now.Sub(p.started).Round(time.Second), p.causeLocked(now))
 	}
 	if wait := p.demand(); wait != nil {
 		t := time.NewTimer(p.registry.opts.DemandWait)
@@ -194,12 +194,9 @@ func (p *Poller) demand() <-chan struct{} {
 
 // paused reports whether Azure DevOps asked this organization to wait
 // (a wall-clock pause the client keeps).
-func (p *Poller) paused() bool {
-	s, ok := p.src.(interface{ PausedUntil() time.Time })
-	return ok && time.Now().Before(s.PausedUntil())
-}
+func (p *Poller) paused() bool { return time.Now().Before(p.src.PausedUntil()) }
 
-func (p *Poller) fresh() (*Snapshot, error) {
+func (p *Poller) fresh() (*queue.Snapshot, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.registry.opts.Now()
@@ -209,9 +206,9 @@ func (p *Poller) fresh() (*Snapshot, error) {
 		return p.snap, nil
 	case p.snap != nil:
 		return nil, fmt.Errorf("%w: the last good data about pool %s of %s is %s old (limit %s)%s",
-			ErrUnavailable, p.name, p.key.Organization, p.snap.Age(now).Round(time.Second), stale, p.causeLocked(now))
+			ErrUnavailable, p.pool.Name, p.pool.Org, p.snap.Age(now).Round(time.Second), stale, p.causeLocked(now))
 	case p.lastErr != nil:
-		return nil, fmt.Errorf("%w: pool %s of %s%s", ErrUnavailable, p.name, p.key.Organization, p.causeLocked(now))
+		return nil, fmt.Errorf("%w: pool %s of %s%s", ErrUnavailable, p.pool.Name, p.pool.Org, p.causeLocked(now))
 	}
 	return nil, errNoDataYet
 }
@@ -239,30 +236,22 @@ func (p *Poller) Changed() <-chan struct{} {
 	return p.changed
 }
 
-// Stopped reports whether the poller stopped (idle, or shutting down).
-func (p *Poller) Stopped() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stopped
-}
-
-// Key identifies the poller's pool.
-func (p *Poller) Key() Key { return p.key }
+// Pool is the poller's pool.
+func (p *Poller) Pool() queue.Pool { return p.pool }
 
 // Status is a pool's state as it is, without refreshing anything: its
 // latest good snapshot (nil before the first) and, while refreshes fail,
 // the cause.
 type Status struct {
-	Key      Key
-	Name     string
-	Snapshot *Snapshot
+	Pool     queue.Pool
+	Snapshot *queue.Snapshot
 	Problem  string // "" while refreshes succeed
 }
 
 func (p *Poller) status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Status{Key: p.key, Name: p.name, Snapshot: p.snap}
+	s := Status{Pool: p.pool, Snapshot: p.snap}
 	if cause := p.causeLocked(p.registry.opts.Now()); cause != "" && (p.lastErr != nil || p.attemptErr != nil || p.snap == nil) {
 		s.Problem = strings.TrimPrefix(cause, ": ")
 	}

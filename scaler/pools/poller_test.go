@@ -13,6 +13,7 @@ import (
 	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 // stubSource answers job requests as told: block until released, report
@@ -23,13 +24,18 @@ type stubSource struct {
 	fail     error
 }
 
+// testPool is the pool the stub sources know.
+var testPool = queue.Pool{Key: queue.Key{Org: "contoso", ID: 1}, Name: "p"}
+
 func (s *stubSource) Name() string { return "contoso" }
-func (s *stubSource) PoolByName(context.Context, string) (azdo.Pool, error) {
-	return azdo.Pool{ID: 1, Name: "p"}, nil
+func (s *stubSource) PoolByName(context.Context, string) (queue.Pool, error) {
+	return testPool, nil
 }
-func (s *stubSource) PoolByID(context.Context, int) (azdo.Pool, error) {
-	return azdo.Pool{ID: 1, Name: "p"}, nil
+func (s *stubSource) PoolByID(context.Context, int) (queue.Pool, error) {
+	return testPool, nil
 }
+func (s *stubSource) PausedUntil() time.Time        { return time.Time{} }
+func (s *stubSource) SetPollers(int, time.Duration) {}
 func (s *stubSource) UnfinishedJobRequests(ctx context.Context, _ int) ([]taskagent.TaskAgentJobRequest, error) {
 	if s.attempts != nil {
 		azdo.ReportAttempt(ctx, s.attempts) // as the client does after a failed attempt
@@ -51,7 +57,7 @@ func newTestRegistry(t *testing.T, src Source, stale time.Duration) *Registry {
 }
 
 func firstSnapshot(t *testing.T, r *Registry, wait time.Duration) error {
-	p, err := r.Poller("contoso", azdo.Pool{ID: 1, Name: "p"})
+	p, err := r.Poller(testPool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,36 +97,37 @@ func TestFailedRefreshIsTheCause(t *testing.T) {
 	}
 }
 
-// rateSource records the poll rate the registry tells it.
+// rateSource records the pollers the registry tells it of.
 type rateSource struct {
 	stubSource
 	mu    sync.Mutex
-	rates []float64
+	rates []string
 }
 
-func (r *rateSource) SetPollRate(perSecond float64) {
+func (r *rateSource) SetPollers(pools int, minRefresh time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.rates = append(r.rates, perSecond)
+	r.rates = append(r.rates, fmt.Sprintf("%d per %s", pools, minRefresh))
 }
 
-// The registry tells the client the rate its pollers need, so that an
-// automatic rate limit never holds the refreshes back.
+// The registry tells the client how many pools it polls and how often at
+// most, so that an automatic rate limit never holds the refreshes back
+// (the limit itself: azdo's TestAutomaticRateLimitAndThrottleMetric).
 func TestRegistryTellsThePollRate(t *testing.T) {
 	src := &rateSource{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	r := NewRegistry(ctx, []Source{src}, Options{RefreshInterval: 10 * time.Second, StaleAfter: time.Minute})
 	for id := 1; id <= 3; id++ {
-		if _, err := r.Poller("contoso", azdo.Pool{ID: id, Name: fmt.Sprint(id)}); err != nil {
+		if _, err := r.Poller(queue.Pool{Key: queue.Key{Org: "contoso", ID: id}, Name: fmt.Sprint(id)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	// At most one refresh per MinRefresh (default 2s) per pool.
-	if len(src.rates) != 3 || src.rates[2] != 1.5 {
-		t.Fatalf("rates told = %v, want 0.5, 1, 1.5 (pollers per MinRefresh)", src.rates)
+	if want := "[1 per 2s 2 per 2s 3 per 2s]"; fmt.Sprint(src.rates) != want {
+		t.Fatalf("pollers told = %v, want %s", src.rates, want)
 	}
 }
 
@@ -167,7 +174,7 @@ func demandRegistry(t *testing.T, src Source, clk *testingclock.FakeClock, wait 
 	t.Cleanup(cancel)
 	r := NewRegistry(ctx, []Source{src}, Options{RefreshInterval: time.Hour, StaleAfter: time.Hour, MinRefresh: 2 * time.Second,
 		DemandWait: wait, Now: clk.Now})
-	p, err := r.Poller("contoso", azdo.Pool{ID: 1, Name: "p"})
+	p, err := r.Poller(testPool)
 	if err != nil {
 		t.Fatal(err)
 	}

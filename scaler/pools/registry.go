@@ -14,40 +14,60 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
-// Source is what a poller needs of an organization's client.
+// Source is what the registry needs of an organization's client
+// (*azdo.Client; app asserts it at compile time).
 type Source interface {
 	Name() string
-	PoolByName(ctx context.Context, name string) (azdo.Pool, error)
-	PoolByID(ctx context.Context, id int) (azdo.Pool, error)
+	// PoolByName and PoolByID wrap azdo.ErrNotFound for a pool that does
+	// not exist (or that the credential may not see).
+	PoolByName(ctx context.Context, name string) (queue.Pool, error)
+	PoolByID(ctx context.Context, id int) (queue.Pool, error)
 	UnfinishedJobRequests(ctx context.Context, poolID int) ([]taskagent.TaskAgentJobRequest, error)
+	// PausedUntil is until when Azure DevOps asked this organization to
+	// wait (Retry-After); zero when it did not. No refresh is asked for
+	// on demand before then.
+	PausedUntil() time.Time
+	// SetPollers tells the client how many pools it refreshes, each at most
+	// once per minRefresh, for its automatic request rate limit.
+	SetPollers(pools int, minRefresh time.Duration)
 }
 
 // Observer receives the pollers' measurements (the metrics package).
 type Observer interface {
-	ObserveSnapshot(s *Snapshot)
-	ForgetPool(org string, poolID int)
+	ObserveSnapshot(s *queue.Snapshot)
+	ForgetPool(k queue.Key)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) ObserveSnapshot(*Snapshot) {}
-func (nopObserver) ForgetPool(string, int)    {}
+func (nopObserver) ObserveSnapshot(*queue.Snapshot) {}
+func (nopObserver) ForgetPool(queue.Key)            {}
+
+// Defaults of Options, also the defaults of the flags that set them.
+const (
+	DefaultRefreshInterval = 10 * time.Second
+	DefaultMinRefresh      = 2 * time.Second
+	DefaultDemandWait      = 2 * time.Second
+	DefaultStaleAfter      = 2 * time.Minute
+	DefaultIdleAfter       = 10 * time.Minute
+)
 
 // Options configure a Registry.
 type Options struct {
-	RefreshInterval time.Duration // default 10s
-	StaleAfter      time.Duration // default 2m
-	IdleAfter       time.Duration // a poller nobody asked for this long stops; default 10m
+	RefreshInterval time.Duration
+	StaleAfter      time.Duration
+	IdleAfter       time.Duration // a poller nobody asked for this long stops
 	ResolveTTL      time.Duration // pool lookups are refreshed after this; default 10m
 	NotFoundTTL     time.Duration // an unknown pool is looked up again after this; default 1m
 	AttemptTimeout  time.Duration // the client's timeout per attempt, for messages
 	// MinRefresh: a call that finds the snapshot older than this refreshes
-	// it (once for all callers); default 2s. Never more than one refresh
-	// of a pool per MinRefresh.
+	// it (once for all callers). Never more than one refresh of a pool per
+	// MinRefresh; cut to RefreshInterval.
 	MinRefresh time.Duration
-	// DemandWait bounds how long a call waits for that refresh; default 2s.
+	// DemandWait bounds how long a call waits for that refresh.
 	DemandWait time.Duration
 	Now        func() time.Time // default time.Now
 	Observer   Observer
@@ -57,6 +77,17 @@ type Options struct {
 // ErrUnavailable means there is no fresh enough snapshot to answer from.
 var ErrUnavailable = errors.New("no fresh data from Azure DevOps")
 
+// ErrPoolNotFound: Azure DevOps says the pool does not exist, or the
+// credential may not see it. Resolve's errors wrap it (and the client's
+// azdo.ErrNotFound), so that callers need not know the client.
+var ErrPoolNotFound = errors.New("no such agent pool")
+
+// poolNotFound keeps the client's message and is ErrPoolNotFound.
+type poolNotFound struct{ error }
+
+func (e poolNotFound) Unwrap() error      { return e.error }
+func (poolNotFound) Is(target error) bool { return target == ErrPoolNotFound }
+
 // Registry owns the pollers and the pool lookups of every organization.
 type Registry struct {
 	opts    Options
@@ -65,15 +96,9 @@ type Registry struct {
 	ctx     context.Context
 
 	mu      sync.Mutex
-	pollers map[Key]*Poller
+	pollers map[queue.Key]*Poller
 	lookups map[lookupKey]*lookup
 	group   singleflight.Group
-}
-
-// Key identifies a pool.
-type Key struct {
-	Organization string
-	PoolID       int
 }
 
 type lookupKey struct {
@@ -83,7 +108,7 @@ type lookupKey struct {
 }
 
 type lookup struct {
-	pool       azdo.Pool
+	pool       queue.Pool
 	err        error // only ErrNotFound errors are kept
 	at         time.Time
 	refreshing bool
@@ -92,13 +117,13 @@ type lookup struct {
 // NewRegistry makes a registry; pollers live until ctx ends or they idle.
 func NewRegistry(ctx context.Context, sources []Source, o Options) *Registry {
 	if o.RefreshInterval <= 0 {
-		o.RefreshInterval = 10 * time.Second
+		o.RefreshInterval = DefaultRefreshInterval
 	}
 	if o.StaleAfter <= 0 {
-		o.StaleAfter = 2 * time.Minute
+		o.StaleAfter = DefaultStaleAfter
 	}
 	if o.IdleAfter <= 0 {
-		o.IdleAfter = 10 * time.Minute
+		o.IdleAfter = DefaultIdleAfter
 	}
 	if o.ResolveTTL <= 0 {
 		o.ResolveTTL = 10 * time.Minute
@@ -107,13 +132,13 @@ func NewRegistry(ctx context.Context, sources []Source, o Options) *Registry {
 		o.NotFoundTTL = time.Minute
 	}
 	if o.MinRefresh <= 0 {
-		o.MinRefresh = 2 * time.Second
+		o.MinRefresh = DefaultMinRefresh
 	}
 	if o.MinRefresh > o.RefreshInterval {
 		o.MinRefresh = o.RefreshInterval
 	}
 	if o.DemandWait <= 0 {
-		o.DemandWait = 2 * time.Second
+		o.DemandWait = DefaultDemandWait
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -125,24 +150,21 @@ func NewRegistry(ctx context.Context, sources []Source, o Options) *Registry {
 		o.Logger = logrus.StandardLogger()
 	}
 	r := &Registry{opts: o, sources: map[string]Source{}, log: o.Logger, ctx: ctx,
-		pollers: map[Key]*Poller{}, lookups: map[lookupKey]*lookup{}}
+		pollers: map[queue.Key]*Poller{}, lookups: map[lookupKey]*lookup{}}
 	for _, s := range sources {
 		r.sources[s.Name()] = s
 	}
 	return r
 }
 
-// Options returns the effective options.
-func (r *Registry) Options() Options { return r.opts }
-
 // Resolve finds a pool by name (id 0) or id. Found pools are remembered and
 // refreshed in the background after ResolveTTL, so only the first lookup
 // of a pool waits for Azure DevOps; unknown pools are remembered for
-// NotFoundTTL. Errors wrap azdo.ErrNotFound or are transient.
-func (r *Registry) Resolve(ctx context.Context, org, name string, id int) (azdo.Pool, error) {
+// NotFoundTTL. Errors wrap ErrPoolNotFound or are transient.
+func (r *Registry) Resolve(ctx context.Context, org, name string, id int) (queue.Pool, error) {
 	src, ok := r.sources[org]
 	if !ok {
-		return azdo.Pool{}, fmt.Errorf("organization %q is not configured", org)
+		return queue.Pool{}, fmt.Errorf("organization %q is not configured", org)
 	}
 	k := lookupKey{org: org, name: strings.ToLower(name), id: id}
 	if name != "" {
@@ -154,7 +176,7 @@ func (r *Registry) Resolve(ctx context.Context, org, name string, id int) (azdo.
 		age := time.Since(l.at)
 		if l.err != nil && age < r.opts.NotFoundTTL {
 			r.mu.Unlock()
-			return azdo.Pool{}, l.err
+			return queue.Pool{}, l.err
 		}
 		if l.err == nil {
 			if age >= r.opts.ResolveTTL && !l.refreshing {
@@ -171,9 +193,9 @@ func (r *Registry) Resolve(ctx context.Context, org, name string, id int) (azdo.
 		return r.lookupNow(r.ctx, src, k)
 	})
 	if err != nil {
-		return azdo.Pool{}, err
+		return queue.Pool{}, err
 	}
-	return v.(azdo.Pool), nil
+	return v.(queue.Pool), nil
 }
 
 func (r *Registry) refreshLookup(src Source, k lookupKey) {
@@ -189,8 +211,8 @@ func (r *Registry) refreshLookup(src Source, k lookupKey) {
 	}
 }
 
-func (r *Registry) lookupNow(ctx context.Context, src Source, k lookupKey) (azdo.Pool, error) {
-	var p azdo.Pool
+func (r *Registry) lookupNow(ctx context.Context, src Source, k lookupKey) (queue.Pool, error) {
+	var p queue.Pool
 	var err error
 	if k.name != "" {
 		p, err = src.PoolByName(ctx, k.name)
@@ -198,7 +220,10 @@ func (r *Registry) lookupNow(ctx context.Context, src Source, k lookupKey) (azdo
 		p, err = src.PoolByID(ctx, k.id)
 	}
 	if err != nil && !errors.Is(err, azdo.ErrNotFound) {
-		return azdo.Pool{}, err // transient: not remembered
+		return queue.Pool{}, err // transient: not remembered
+	}
+	if err != nil {
+		err = poolNotFound{err}
 	}
 	r.mu.Lock()
 	r.lookups[k] = &lookup{pool: p, err: err, at: time.Now()}
@@ -208,47 +233,41 @@ func (r *Registry) lookupNow(ctx context.Context, src Source, k lookupKey) (azdo
 
 // Poller returns the running poller of a pool, starting one if needed, and
 // marks the pool as in use.
-func (r *Registry) Poller(org string, pool azdo.Pool) (*Poller, error) {
-	src, ok := r.sources[org]
+func (r *Registry) Poller(pool queue.Pool) (*Poller, error) {
+	src, ok := r.sources[pool.Org]
 	if !ok {
-		return nil, fmt.Errorf("organization %q is not configured", org)
+		return nil, fmt.Errorf("organization %q is not configured", pool.Org)
 	}
-	k := Key{Organization: org, PoolID: pool.ID}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p, ok := r.pollers[k]
+	p, ok := r.pollers[pool.Key]
 	if !ok {
-		p = newPoller(r, src, k, pool.Name)
-		r.pollers[k] = p
-		r.tellPollRateLocked(org)
+		p = newPoller(r, src, pool)
+		r.pollers[pool.Key] = p
+		r.tellPollersLocked(pool.Org)
 		go p.run()
 	}
 	p.lastUsed = r.opts.Now()
 	return p, nil
 }
 
-// tellPollRateLocked tells an organization's client how many requests per
-// second its pollers need, for an automatic rate limit.
-func (r *Registry) tellPollRateLocked(org string) {
-	s, ok := r.sources[org].(interface{ SetPollRate(float64) })
-	if !ok {
-		return
-	}
+// tellPollersLocked tells an organization's client how many of its pools
+// are polled, for its automatic rate limit.
+func (r *Registry) tellPollersLocked(org string) {
 	n := 0
 	for k := range r.pollers {
-		if k.Organization == org {
+		if k.Org == org {
 			n++
 		}
 	}
-	// At most one refresh per MinRefresh per pool, on demand.
-	s.SetPollRate(float64(n) / r.opts.MinRefresh.Seconds())
+	r.sources[org].SetPollers(n, r.opts.MinRefresh)
 }
 
 // InUse lists the pools whose pollers are running.
-func (r *Registry) InUse() []Key {
+func (r *Registry) InUse() []queue.Key {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	keys := make([]Key, 0, len(r.pollers))
+	keys := make([]queue.Key, 0, len(r.pollers))
 	for k := range r.pollers {
 		keys = append(keys, k)
 	}
@@ -280,9 +299,9 @@ func (r *Registry) stopIfIdle(p *Poller) bool {
 	if r.opts.Now().Sub(p.lastUsed) < r.opts.IdleAfter {
 		return false
 	}
-	delete(r.pollers, p.key)
-	r.tellPollRateLocked(p.key.Organization)
-	r.opts.Observer.ForgetPool(p.key.Organization, p.key.PoolID)
+	delete(r.pollers, p.pool.Key)
+	r.tellPollersLocked(p.pool.Org)
+	r.opts.Observer.ForgetPool(p.pool.Key)
 	return true
 }
 
@@ -300,10 +319,10 @@ func (r *Registry) Statuses() []Status {
 		out = append(out, p.status())
 	}
 	sort.Slice(out, func(i, j int) bool {
-		if out[i].Key.Organization != out[j].Key.Organization {
-			return out[i].Key.Organization < out[j].Key.Organization
+		if out[i].Pool.Org != out[j].Pool.Org {
+			return out[i].Pool.Org < out[j].Pool.Org
 		}
-		return out[i].Name < out[j].Name
+		return out[i].Pool.Name < out[j].Pool.Name
 	})
 	return out
 }

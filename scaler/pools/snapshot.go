@@ -1,7 +1,10 @@
-// Package pools keeps, for every (organization, pool) that triggers use, a
-// snapshot of the pool's unfinished job requests, refreshed by one poller
-// per pool whatever the number of triggers. Triggers are answered from the
-// snapshot; nothing here is called per KEDA request except reads.
+// Package pools keeps, for every pool that triggers use, a snapshot of the
+// pool's unfinished job requests, refreshed by one poller per pool whatever
+// the number of triggers. Triggers are answered from the snapshot: a call
+// reads it, and waits (at most Options.DemandWait, --refresh-wait) only when
+// the snapshot is older than Options.MinRefresh and a refresh is under way.
+// It turns Azure DevOps' answers into the plain data of package queue and
+// never decides what a job counts for (package routing does).
 package pools
 
 import (
@@ -9,57 +12,19 @@ import (
 
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
-
-// Job is one unfinished job request, reduced to what triggers look at.
-type Job struct {
-	ID            uint64
-	RawDemands    []string         // as Azure DevOps sent them
-	Demands       []demands.Demand // parsed; valid only when !Unparsable
-	Unparsable    bool             // a demand did not parse: no template can be sure to run it
-	MatchedAgents []string         // names of the agents Azure DevOps matched
-	Agent         string           // the agent Azure DevOps assigned the job to ("": none yet)
-	Received      bool             // an agent received the job (in flight)
-	QueuedAt      time.Time
-	AssignedAt    time.Time // zero until an agent is assigned
-}
-
-// AddDemand adds a demand as Azure DevOps wrote it, parsed; a demand that
-// does not parse makes the job Unparsable.
-func (j *Job) AddDemand(text string) {
-	j.RawDemands = append(j.RawDemands, text)
-	parsed, err := demands.Parse(text)
-	if err != nil {
-		j.Unparsable = true
-		return
-	}
-	j.Demands = append(j.Demands, parsed)
-}
-
-// Waiting reports whether the job still waits for an agent: none is
-// assigned and none received it.
-func (j *Job) Waiting() bool { return j.Agent == "" && !j.Received }
-
-// Snapshot is a pool's unfinished jobs at one moment. It is immutable.
-type Snapshot struct {
-	Organization string
-	PoolID       int
-	PoolName     string
-	Jobs         []Job
-	FetchedAt    time.Time
-}
 
 // NewSnapshot reduces the job requests Azure DevOps returned. Finished
 // requests are dropped even if the answer holds some.
-func NewSnapshot(org string, poolID int, poolName string, requests []taskagent.TaskAgentJobRequest, at time.Time) *Snapshot {
-	s := &Snapshot{Organization: org, PoolID: poolID, PoolName: poolName, FetchedAt: at, Jobs: make([]Job, 0, len(requests))}
+func NewSnapshot(pool queue.Pool, requests []taskagent.TaskAgentJobRequest, at time.Time) *queue.Snapshot {
+	s := &queue.Snapshot{Pool: pool, FetchedAt: at, Jobs: make([]queue.Job, 0, len(requests))}
 	for i := range requests {
 		r := &requests[i]
 		if r.Result != nil || (r.FinishTime != nil && !r.FinishTime.Time.IsZero()) || r.RequestId == nil {
 			continue
 		}
-		j := Job{ID: *r.RequestId, Received: r.ReceiveTime != nil && !r.ReceiveTime.Time.IsZero()}
+		j := queue.Job{ID: *r.RequestId, Received: r.ReceiveTime != nil && !r.ReceiveTime.Time.IsZero()}
 		if r.QueueTime != nil {
 			j.QueuedAt = r.QueueTime.Time
 		}
@@ -90,6 +55,3 @@ func NewSnapshot(org string, poolID int, poolName string, requests []taskagent.T
 	}
 	return s
 }
-
-// Age is how old the snapshot is.
-func (s *Snapshot) Age(now time.Time) time.Duration { return now.Sub(s.FetchedAt) }

@@ -13,7 +13,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 // Trigger is one trigger of a pool, as the rules see it.
@@ -40,7 +40,7 @@ type Trigger struct {
 	// (scaleOnInFlight).
 	InFlight bool
 	// Accepts is the trigger's filter; nil accepts every job.
-	Accepts func(*pools.Job) bool
+	Accepts func(*queue.Job) bool
 	// OwnsAgent reports whether an agent is one of the trigger's pods.
 	OwnsAgent func(agent string) bool
 	// Filter describes the filter, for reasons ("capabilities=...").
@@ -50,7 +50,7 @@ type Trigger struct {
 	Capabilities map[string]string
 }
 
-func (t *Trigger) accepts(j *pools.Job) bool { return t.Accepts == nil || t.Accepts(j) }
+func (t *Trigger) accepts(j *queue.Job) bool { return t.Accepts == nil || t.Accepts(j) }
 
 // Label is how reasons and logs name the trigger.
 func (t *Trigger) Label() string { return t.Namespace + "/" + t.Name }
@@ -78,7 +78,7 @@ const (
 
 // Assignment is what happens to one job.
 type Assignment struct {
-	Job     *pools.Job
+	Job     *queue.Job
 	Waiting bool
 	// Owner is the trigger that counts the job exclusively ("" none); with
 	// RunningNotCounted and HeldWaiting it is the trigger the job belongs to.
@@ -124,7 +124,7 @@ func (p *Plan) Unroutable() []Assignment {
 // trigger (shared triggers still count them).
 //
 // The result depends on the set of triggers, not on their order.
-func Route(jobs []pools.Job, triggers []Trigger, holdWaiting bool) *Plan {
+func Route(jobs []queue.Job, triggers []Trigger, holdWaiting bool) *Plan {
 	ordered := append([]Trigger(nil), triggers...)
 	sort.SliceStable(ordered, func(i, j int) bool { return less(&ordered[i], &ordered[j]) })
 	p := &Plan{Assignments: make([]Assignment, len(jobs)), Triggers: ordered, counts: make(map[string]int, len(ordered))}

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 // capsTrigger is an exclusive trigger whose template has capabilities caps
@@ -19,19 +19,19 @@ func capsTrigger(t testing.TB, name, caps string) Trigger {
 		t.Fatal(err)
 	}
 	return Trigger{ID: "ns/" + name + "#x", Namespace: "ns", Name: name, Rank: c.Len(), InFlight: true,
-		Accepts:   func(j *pools.Job) bool { return !j.Unparsable && c.SatisfiesAll(j.Demands) },
+		Accepts:   func(j *queue.Job) bool { return !j.Unparsable && c.SatisfiesAll(j.Demands) },
 		OwnsAgent: KEDAPodOwner(name), Filter: "capabilities=" + caps}
 }
 
-func waiting(ds ...string) pools.Job {
-	var j pools.Job
+func waiting(ds ...string) queue.Job {
+	var j queue.Job
 	for _, s := range ds {
 		j.AddDemand(s)
 	}
 	return j
 }
 
-func runningOn(agent string, ds ...string) pools.Job {
+func runningOn(agent string, ds ...string) queue.Job {
 	j := waiting(ds...)
 	j.Agent, j.Received = agent, true
 	return j
@@ -50,7 +50,7 @@ func TestOverlappingTemplatesCountEachJobOnce(t *testing.T) {
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
 	docker := capsTrigger(t, "linux-docker", "Agent.OS=Linux,docker")
 	gpu := capsTrigger(t, "gpu", "Agent.OS=Linux,docker,cuda=12.4")
-	jobs := []pools.Job{
+	jobs := []queue.Job{
 		waiting(plainJob...), waiting(plainJob...), waiting(dockerJob...), waiting(gpuJob...),
 		runningOn("linux-docker-x7k2p-abcde", plainJob...), // a plain job a docker pod took
 		runningOn("linux-b2c4d-f6g7h", plainJob...),
@@ -81,7 +81,7 @@ func TestOverlappingTemplatesCountEachJobOnce(t *testing.T) {
 func TestPriorityThenRankThenName(t *testing.T) {
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
 	docker := capsTrigger(t, "linux-docker", "Agent.OS=Linux,docker")
-	jobs := []pools.Job{waiting(plainJob...)}
+	jobs := []queue.Job{waiting(plainJob...)}
 	if p := Route(jobs, []Trigger{docker, linux}, false); p.Count(linux.ID) != 1 {
 		t.Fatal("the least capable template must win at equal priority")
 	}
@@ -101,7 +101,7 @@ func TestSharedTriggerCountsLikeTheBuiltIn(t *testing.T) {
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
 	shared := capsTrigger(t, "everyone", "Agent.OS=Linux,docker")
 	shared.Shared = true
-	jobs := []pools.Job{waiting(plainJob...), waiting(dockerJob...), runningOn("linux-b2c4d-f6g7h", plainJob...)}
+	jobs := []queue.Job{waiting(plainJob...), waiting(dockerJob...), runningOn("linux-b2c4d-f6g7h", plainJob...)}
 	p := Route(jobs, []Trigger{shared, linux}, false)
 	if p.Count(shared.ID) != 3 || p.Count(linux.ID) != 2 {
 		t.Fatalf("shared %d (want 3), linux %d (want 2)", p.Count(shared.ID), p.Count(linux.ID))
@@ -117,7 +117,7 @@ func TestSharedTriggerCountsLikeTheBuiltIn(t *testing.T) {
 
 func TestHoldWaitingCountsOnlyRunning(t *testing.T) {
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
-	jobs := []pools.Job{waiting(plainJob...), runningOn("linux-b2c4d-f6g7h", plainJob...)}
+	jobs := []queue.Job{waiting(plainJob...), runningOn("linux-b2c4d-f6g7h", plainJob...)}
 	p := Route(jobs, []Trigger{linux}, true)
 	if p.Count(linux.ID) != 1 || p.Assignments[0].Reason != HeldWaiting || p.Assignments[0].Owner != linux.ID {
 		t.Fatalf("held: count %d, %+v", p.Count(linux.ID), p.Assignments[0])
@@ -127,7 +127,7 @@ func TestHoldWaitingCountsOnlyRunning(t *testing.T) {
 func TestRunningWithoutScaleOnInFlight(t *testing.T) {
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
 	linux.InFlight = false
-	p := Route([]pools.Job{runningOn("linux-b2c4d-f6g7h", plainJob...), waiting(plainJob...)}, []Trigger{linux}, false)
+	p := Route([]queue.Job{runningOn("linux-b2c4d-f6g7h", plainJob...), waiting(plainJob...)}, []Trigger{linux}, false)
 	if p.Count(linux.ID) != 1 || p.Assignments[0].Reason != RunningNotCounted {
 		t.Fatalf("count %d, %+v", p.Count(linux.ID), p.Assignments[0])
 	}
@@ -135,7 +135,7 @@ func TestRunningWithoutScaleOnInFlight(t *testing.T) {
 
 // randomPool makes jobs and triggers over a small alphabet of demands and
 // capabilities, so that filters overlap a lot.
-func randomPool(r *rand.Rand, t testing.TB) ([]pools.Job, []Trigger) {
+func randomPool(r *rand.Rand, t testing.TB) ([]queue.Job, []Trigger) {
 	capNames := []string{"Agent.OS=Linux", "docker", "cuda=12.4", "java=17", "node"}
 	demandOf := map[string]string{"Agent.OS=Linux": "Agent.OS -equals Linux", "docker": "docker", "cuda=12.4": "cuda -gtVersion 12.0",
 		"java=17": "java -gtVersion 11.0", "node": "node"}
@@ -159,7 +159,7 @@ func randomPool(r *rand.Rand, t testing.TB) ([]pools.Job, []Trigger) {
 		tr.InFlight = r.IntN(4) != 0
 		triggers = append(triggers, tr)
 	}
-	var jobs []pools.Job
+	var jobs []queue.Job
 	for range r.IntN(40) {
 		var ds []string
 		for _, c := range capNames {
@@ -258,5 +258,5 @@ func byID(ts []Trigger, id string) *Trigger {
 			return &ts[i]
 		}
 	}
-	return &Trigger{Accepts: func(*pools.Job) bool { return false }}
+	return &Trigger{Accepts: func(*queue.Job) bool { return false }}
 }

@@ -8,7 +8,17 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
+)
+
+// Defaults of Options, also the defaults of the flags that set them.
+const (
+	DefaultForgetAfterPolls = 3
+	DefaultForgetMin        = 30 * time.Second
+	DefaultForgetMax        = 2 * time.Minute
+	// DefaultWarmup is --routing-warmup's default; a zero Options.Warmup
+	// means none.
+	DefaultWarmup = 30 * time.Second
 )
 
 // Options configure how a Router learns and forgets triggers.
@@ -16,9 +26,9 @@ type Options struct {
 	// A trigger that stops asking is forgotten after ForgetAfterPolls of its
 	// own observed polling intervals, but never before ForgetMin nor after
 	// ForgetMax. A trigger seen in one poll only is kept for ForgetMax.
-	ForgetAfterPolls int           // default 3
-	ForgetMin        time.Duration // default 30s
-	ForgetMax        time.Duration // default 2m
+	ForgetAfterPolls int
+	ForgetMin        time.Duration
+	ForgetMax        time.Duration
 	// Warmup: for this long after the first call this process answers,
 	// waiting jobs are counted for no exclusive trigger, because the
 	// triggers that have not asked yet are unknown (after a restart, or when
@@ -32,12 +42,12 @@ type Options struct {
 // Observer receives what routing measures (the metrics package).
 type Observer interface {
 	// ObservePlan receives every new plan of a pool.
-	ObservePlan(org string, poolID int, p *Plan)
+	ObservePlan(k queue.Key, p *Plan)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) ObservePlan(string, int, *Plan) {}
+func (nopObserver) ObservePlan(queue.Key, *Plan) {}
 
 // pollGap separates two polls of one trigger: KEDA makes its calls of one
 // poll (GetMetricSpec, GetMetrics, IsActive) within milliseconds.
@@ -49,20 +59,20 @@ type Router struct {
 
 	mu      sync.Mutex
 	first   time.Time // the first call this process answered
-	tables  map[pools.Key]*Table
+	tables  map[queue.Key]*Table
 	changed chan struct{} // closed and replaced when a pool's triggers change
 }
 
 // NewRouter makes a router.
 func NewRouter(o Options) *Router {
 	if o.ForgetAfterPolls <= 0 {
-		o.ForgetAfterPolls = 3
+		o.ForgetAfterPolls = DefaultForgetAfterPolls
 	}
 	if o.ForgetMin <= 0 {
-		o.ForgetMin = 30 * time.Second
+		o.ForgetMin = DefaultForgetMin
 	}
 	if o.ForgetMax < o.ForgetMin {
-		o.ForgetMax = max(2*time.Minute, o.ForgetMin)
+		o.ForgetMax = max(DefaultForgetMax, o.ForgetMin)
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
@@ -73,7 +83,7 @@ func NewRouter(o Options) *Router {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Router{o: o, tables: map[pools.Key]*Table{}, changed: make(chan struct{})}
+	return &Router{o: o, tables: map[queue.Key]*Table{}, changed: make(chan struct{})}
 }
 
 // Changed returns a channel closed at the next change of any pool's set of
@@ -104,13 +114,13 @@ func (r *Router) KnownFor(now time.Time) time.Duration {
 }
 
 // Table returns a pool's table, creating it.
-func (r *Router) Table(k pools.Key) *Table {
+func (r *Router) Table(k queue.Key) *Table {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.tables[k]
 	if !ok {
 		t = &Table{router: r, key: k, triggers: map[string]*entry{}, logged: map[uint64]bool{},
-			log: r.o.Logger.WithFields(logrus.Fields{"organization": k.Organization, "poolID": k.PoolID})}
+			log: r.o.Logger.WithFields(logrus.Fields{"organization": k.Org, "poolID": k.ID})}
 		r.tables[k] = t
 	}
 	return t
@@ -125,10 +135,10 @@ func (r *Router) Tables() []*Table {
 		out = append(out, t)
 	}
 	sort.Slice(out, func(i, j int) bool {
-		if out[i].key.Organization != out[j].key.Organization {
-			return out[i].key.Organization < out[j].key.Organization
+		if out[i].key.Org != out[j].key.Org {
+			return out[i].key.Org < out[j].key.Org
 		}
-		return out[i].key.PoolID < out[j].key.PoolID
+		return out[i].key.ID < out[j].key.ID
 	})
 	return out
 }
@@ -152,7 +162,7 @@ func (r *Router) warming(now time.Time) bool {
 // Table is one pool's triggers and its cached plan.
 type Table struct {
 	router *Router
-	key    pools.Key
+	key    queue.Key
 	log    logrus.FieldLogger
 
 	mu       sync.Mutex
@@ -160,7 +170,7 @@ type Table struct {
 	version  uint64 // changes whenever the set of triggers does
 
 	plan        *Plan
-	planSnap    *pools.Snapshot
+	planSnap    *queue.Snapshot
 	planVersion uint64
 	planHeld    bool
 	logged      map[uint64]bool // unroutable jobs already logged
@@ -174,7 +184,7 @@ type entry struct {
 }
 
 // Key is the table's pool.
-func (tb *Table) Key() pools.Key { return tb.key }
+func (tb *Table) Key() queue.Key { return tb.key }
 
 // Observe records a call from a trigger: a new trigger joins the pool's
 // set, a known one is marked as seen.
@@ -241,7 +251,7 @@ func (tb *Table) Triggers() []Trigger {
 
 // Plan returns the routing of snap among the pool's triggers, computed
 // once per snapshot and set of triggers.
-func (tb *Table) Plan(snap *pools.Snapshot) *Plan {
+func (tb *Table) Plan(snap *queue.Snapshot) *Plan {
 	now := tb.router.o.Now()
 	held := tb.router.warming(now)
 	tb.mu.Lock()
@@ -264,7 +274,7 @@ func (tb *Table) Plan(snap *pools.Snapshot) *Plan {
 // reason, and counts them: such a job waits until a trigger accepts it.
 func (tb *Table) reportUnroutableLocked(p *Plan) {
 	unroutable := p.Unroutable()
-	tb.router.o.Observer.ObservePlan(tb.key.Organization, tb.key.PoolID, p)
+	tb.router.o.Observer.ObservePlan(tb.key, p)
 	seen := make(map[uint64]bool, len(unroutable))
 	for _, r := range unroutable {
 		seen[r.Job.ID] = true
@@ -278,6 +288,6 @@ func (tb *Table) reportUnroutableLocked(p *Plan) {
 }
 
 // Count is the number of jobs the trigger counts in snap.
-func (tb *Table) Count(snap *pools.Snapshot, id string) int {
+func (tb *Table) Count(snap *queue.Snapshot, id string) int {
 	return tb.Plan(snap).Count(id)
 }

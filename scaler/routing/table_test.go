@@ -9,7 +9,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 type clock struct {
@@ -34,10 +34,10 @@ type unroutableCounts struct {
 	n  map[int]int
 }
 
-func (u *unroutableCounts) ObservePlan(_ string, pool int, p *Plan) {
+func (u *unroutableCounts) ObservePlan(k queue.Key, p *Plan) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.n[pool] = len(p.Unroutable())
+	u.n[k.ID] = len(p.Unroutable())
 }
 
 func newTestRouter(o Options) (*Router, *clock, *bytes.Buffer) {
@@ -49,8 +49,8 @@ func newTestRouter(o Options) (*Router, *clock, *bytes.Buffer) {
 	return NewRouter(o), c, logs
 }
 
-func snapshot(jobs ...pools.Job) *pools.Snapshot {
-	return &pools.Snapshot{Organization: "contoso", PoolID: 7, Jobs: jobs}
+func snapshot(jobs ...queue.Job) *queue.Snapshot {
+	return &queue.Snapshot{Pool: queue.Pool{Key: queue.Key{Org: "contoso", ID: 7}}, Jobs: jobs}
 }
 
 // poll is one KEDA poll of a trigger: three calls within milliseconds.
@@ -65,7 +65,7 @@ func poll(tb *Table, c *clock, t Trigger) {
 // intervals, within [ForgetMin, ForgetMax], and its jobs go to the others.
 func TestSilentTriggersAreForgotten(t *testing.T) {
 	r, c, logs := newTestRouter(Options{ForgetAfterPolls: 3, ForgetMin: 20 * time.Second, ForgetMax: time.Minute})
-	tb := r.Table(pools.Key{Organization: "contoso", PoolID: 7})
+	tb := r.Table(queue.Key{Org: "contoso", ID: 7})
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
 	docker := capsTrigger(t, "linux-docker", "Agent.OS=Linux,docker")
 	snap := snapshot(waiting(plainJob...))
@@ -147,7 +147,7 @@ func sameSet(a, b []string) bool {
 // During the warm-up waiting jobs count for nobody; running ones count.
 func TestWarmupHoldsWaitingJobs(t *testing.T) {
 	r, c, _ := newTestRouter(Options{Warmup: 30 * time.Second})
-	tb := r.Table(pools.Key{Organization: "contoso", PoolID: 7})
+	tb := r.Table(queue.Key{Org: "contoso", ID: 7})
 	gpu := capsTrigger(t, "gpu", "Agent.OS=Linux,docker,cuda=12.4")
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
 	snap := snapshot(waiting(plainJob...), runningOn("gpu-b2c4d-f6g7h", gpuJob...))
@@ -167,7 +167,7 @@ func TestWarmupHoldsWaitingJobs(t *testing.T) {
 func TestUnroutableJobsLoggedOnce(t *testing.T) {
 	obs := &unroutableCounts{n: map[int]int{}}
 	r, c, logs := newTestRouter(Options{Observer: obs})
-	tb := r.Table(pools.Key{Organization: "contoso", PoolID: 7})
+	tb := r.Table(queue.Key{Org: "contoso", ID: 7})
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
 	poll(tb, c, linux)
 	win := waiting("Agent.OS -equals Windows_NT")
@@ -190,10 +190,10 @@ func TestUnroutableJobsLoggedOnce(t *testing.T) {
 // The plan is computed once per snapshot and trigger set.
 func TestPlanCachedPerSnapshotAndTriggerSet(t *testing.T) {
 	r, c, _ := newTestRouter(Options{})
-	tb := r.Table(pools.Key{Organization: "contoso", PoolID: 7})
+	tb := r.Table(queue.Key{Org: "contoso", ID: 7})
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
 	calls := 0
-	linux.Accepts = func(*pools.Job) bool { calls++; return true }
+	linux.Accepts = func(*queue.Job) bool { calls++; return true }
 	poll(tb, c, linux)
 	snap := snapshot(waiting(plainJob...))
 	for range 5 {
@@ -214,7 +214,7 @@ func TestPlanCachedPerSnapshotAndTriggerSet(t *testing.T) {
 // the old one holding jobs until it is forgotten.
 func TestEditedScaledJobReplacesItsTrigger(t *testing.T) {
 	r, c, logs := newTestRouter(Options{})
-	tb := r.Table(pools.Key{Organization: "contoso", PoolID: 7})
+	tb := r.Table(queue.Key{Org: "contoso", ID: 7})
 	before := capsTrigger(t, "linux", "Agent.OS=Linux")
 	before.Digest = "v1"
 	poll(tb, c, before)

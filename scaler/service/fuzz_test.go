@@ -21,6 +21,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/service"
@@ -30,18 +31,22 @@ import (
 // three jobs, every other pool unknown. No network, so fuzzing is fast.
 type memorySource struct{}
 
-func (memorySource) Name() string { return "contoso" }
-func (memorySource) PoolByName(_ context.Context, name string) (azdo.Pool, error) {
+var memoryPool = queue.Pool{Key: queue.Key{Org: "contoso", ID: 1}, Name: "linux"}
+
+func (memorySource) Name() string                  { return "contoso" }
+func (memorySource) PausedUntil() time.Time        { return time.Time{} }
+func (memorySource) SetPollers(int, time.Duration) {}
+func (memorySource) PoolByName(_ context.Context, name string) (queue.Pool, error) {
 	if strings.EqualFold(name, "linux") {
-		return azdo.Pool{ID: 1, Name: "linux"}, nil
+		return memoryPool, nil
 	}
-	return azdo.Pool{}, fmt.Errorf("agent pool %q: %w", name, azdo.ErrNotFound)
+	return queue.Pool{}, fmt.Errorf("agent pool %q: %w", name, azdo.ErrNotFound)
 }
-func (memorySource) PoolByID(_ context.Context, id int) (azdo.Pool, error) {
+func (memorySource) PoolByID(_ context.Context, id int) (queue.Pool, error) {
 	if id == 1 {
-		return azdo.Pool{ID: 1, Name: "linux"}, nil
+		return memoryPool, nil
 	}
-	return azdo.Pool{}, fmt.Errorf("agent pool %d: %w", id, azdo.ErrNotFound)
+	return queue.Pool{}, fmt.Errorf("agent pool %d: %w", id, azdo.ErrNotFound)
 }
 func (memorySource) UnfinishedJobRequests(context.Context, int) ([]taskagent.TaskAgentJobRequest, error) {
 	var out []taskagent.TaskAgentJobRequest

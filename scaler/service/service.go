@@ -17,22 +17,22 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/trigger"
 )
 
 // Access decides whether a namespace may use a pool.
 type Access interface {
-	Allowed(org string, pool azdo.Pool, namespace string) bool
+	Allowed(pool queue.Pool, namespace string) bool
 }
 
 // AllowAll lets every namespace use every pool.
 type AllowAll struct{}
 
 // Allowed always says yes.
-func (AllowAll) Allowed(string, azdo.Pool, string) bool { return true }
+func (AllowAll) Allowed(queue.Pool, string) bool { return true }
 
 // Options configure the service.
 type Options struct {
@@ -79,7 +79,7 @@ func New(registry *pools.Registry, orgs trigger.Organizations, access Access, o 
 // target is a resolved trigger: its spec, pool, poller and routing table.
 type target struct {
 	spec      *trigger.Spec
-	pool      azdo.Pool
+	pool      queue.Pool
 	poller    *pools.Poller
 	table     *routing.Table
 	triggerID string
@@ -100,21 +100,21 @@ func (s *Service) resolve(ctx context.Context, ref *pb.ScaledObjectRef) (*target
 	defer cancel()
 	pool, err := s.registry.Resolve(ctx, spec.Organization, spec.PoolName, spec.PoolID)
 	if err != nil {
-		if errors.Is(err, azdo.ErrNotFound) {
+		if errors.Is(err, pools.ErrPoolNotFound) {
 			return nil, status.Error(codes.NotFound, err.Error())
 		}
 		return nil, status.Errorf(codes.Unavailable, "looking up the agent pool: %v", err)
 	}
-	if !s.access.Allowed(spec.Organization, pool, ref.Namespace) {
+	if !s.access.Allowed(pool, ref.Namespace) {
 		return nil, status.Errorf(codes.PermissionDenied, "namespace %q may not use agent pool %q of organization %q (see allowedNamespaces in the scaler's config)",
 			ref.Namespace, pool.Name, spec.Organization)
 	}
-	poller, err := s.registry.Poller(spec.Organization, pool)
+	poller, err := s.registry.Poller(pool)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	rt := routingTrigger(ref, spec, key)
-	table := s.opts.Router.Table(poller.Key())
+	table := s.opts.Router.Table(pool.Key)
 	table.Observe(rt)
 	return &target{spec: spec, pool: pool, poller: poller, table: table, triggerID: rt.ID}, nil
 }

@@ -127,7 +127,7 @@ func Build(src Source) Page {
 	}
 	if src.Journal != nil {
 		for _, s := range src.Journal.LastSweeps() {
-			v := SweepView{Organization: s.Organization, Pool: s.Pool, At: s.At.UTC().Format(time.RFC3339), DryRun: s.DryRun,
+			v := SweepView{Organization: s.Pool.Org, Pool: s.Pool.Name, At: s.At.UTC().Format(time.RFC3339), DryRun: s.DryRun,
 				Error: src.Redact(s.Error), Truncated: s.Truncated}
 			for _, e := range s.Entries {
 				e.Reason = src.Redact(e.Reason)
@@ -144,13 +144,13 @@ func Build(src Source) Page {
 }
 
 func poolView(src Source, st pools.Status, now time.Time) PoolView {
-	v := PoolView{Organization: st.Key.Organization, Name: st.Name, ID: st.Key.PoolID, Problem: src.Redact(st.Problem)}
+	v := PoolView{Organization: st.Pool.Org, Name: st.Pool.Name, ID: st.Pool.ID, Problem: src.Redact(st.Problem)}
 	if st.Snapshot == nil {
 		v.Age = "no data yet"
 		return v
 	}
 	v.Age = st.Snapshot.Age(now).Round(time.Second).String()
-	plan := src.Router.Table(st.Key).Plan(st.Snapshot)
+	plan := src.Router.Table(st.Pool.Key).Plan(st.Snapshot)
 	labels := map[string]string{}
 	for _, t := range plan.Triggers {
 		labels[t.ID] = t.Label()

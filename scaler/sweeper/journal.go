@@ -4,6 +4,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 // Journal keeps the last sweep of every pool, for the status page: what
@@ -11,12 +13,7 @@ import (
 // sweep per pool, and at most MaxJournalEntries decisions of it.
 type Journal struct {
 	mu    sync.Mutex
-	pools map[journalKey]PoolSweep
-}
-
-type journalKey struct {
-	org string
-	id  int
+	pools map[queue.Key]PoolSweep
 }
 
 // MaxJournalEntries bounds the decisions kept per pool.
@@ -34,14 +31,12 @@ const (
 
 // PoolSweep is one pool's last sweep.
 type PoolSweep struct {
-	Organization string
-	PoolID       int
-	Pool         string
-	At           time.Time
-	DryRun       bool
-	Error        string // why the sweep deleted nothing, if it failed
-	Entries      []JournalEntry
-	Truncated    int // decisions left out beyond MaxJournalEntries
+	Pool      queue.Pool
+	At        time.Time
+	DryRun    bool
+	Error     string // why the sweep deleted nothing, if it failed
+	Entries   []JournalEntry
+	Truncated int // decisions left out beyond MaxJournalEntries
 }
 
 // JournalEntry is one agent's decision.
@@ -53,7 +48,7 @@ type JournalEntry struct {
 }
 
 // NewJournal makes an empty journal.
-func NewJournal() *Journal { return &Journal{pools: map[journalKey]PoolSweep{}} }
+func NewJournal() *Journal { return &Journal{pools: map[queue.Key]PoolSweep{}} }
 
 func (j *Journal) record(s PoolSweep) {
 	if j == nil {
@@ -61,7 +56,7 @@ func (j *Journal) record(s PoolSweep) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.pools[journalKey{s.Organization, s.PoolID}] = s
+	j.pools[s.Pool.Key] = s
 }
 
 // LastSweeps lists each pool's last sweep, by organization and pool name.
@@ -73,10 +68,10 @@ func (j *Journal) LastSweeps() []PoolSweep {
 		out = append(out, s)
 	}
 	sort.Slice(out, func(a, b int) bool {
-		if out[a].Organization != out[b].Organization {
-			return out[a].Organization < out[b].Organization
+		if out[a].Pool.Org != out[b].Pool.Org {
+			return out[a].Pool.Org < out[b].Pool.Org
 		}
-		return out[a].Pool < out[b].Pool
+		return out[a].Pool.Name < out[b].Pool.Name
 	})
 	return out
 }

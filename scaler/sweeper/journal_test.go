@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 // The journal holds each pool's last sweep: every agent's decision and
@@ -18,11 +19,11 @@ func TestJournalKeepsTheLastSweep(t *testing.T) {
 	f.org.AddAgent(pool, fakeazdo.Agent{Name: "agents-2", Online: true})
 	j := NewJournal()
 	sweep := func(dryRun bool) PoolSweep {
-		s := f.sweeper([]Pool{{"contoso", pool, "p"}}, rules, dryRun, nil)
+		s := f.sweeper([]queue.Pool{{Key: queue.Key{Org: "contoso", ID: pool}, Name: "p"}}, rules, dryRun, nil)
 		s.o.Journal = j
 		s.SweepOnce(context.Background())
 		last := j.LastSweeps()
-		if len(last) != 1 || last[0].Pool != "p" || last[0].PoolID != pool {
+		if len(last) != 1 || last[0].Pool.Name != "p" || last[0].Pool.ID != pool {
 			t.Fatalf("journal %+v: want one sweep of pool p", last)
 		}
 		return last[0]

@@ -10,9 +10,11 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/leader"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
-// Two replicas share a Lease (client-go's fake clientset) and sweep the
+// Two replicas share a Lease (package leader) (client-go's fake clientset) and sweep the
 // same pool: while one leads, the other never deletes; when the leader
 // stops, the other takes over; every stale agent is deleted exactly once.
 func TestTwoSweepersShareALease(t *testing.T) {
@@ -30,9 +32,9 @@ func TestTwoSweepersShareALease(t *testing.T) {
 	deletedBy := map[string]int{}
 	overlap := false
 	run := func(ctx context.Context, id string) {
-		_ = RunElected(ctx, Election{Client: client, Namespace: "keda", Lease: "sweeper", Identity: id, Logger: quietLogger(),
+		_ = leader.RunElected(ctx, leader.Election{Role: "sweeper", Client: client, Namespace: "keda", Lease: "sweeper", Identity: id, Logger: quietLogger(),
 			LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 100 * time.Millisecond},
-			func(lctx context.Context, l Leadership) {
+			func(lctx context.Context, l leader.Leadership) {
 				mu.Lock()
 				leading[id] = true
 				for other, on := range leading {
@@ -42,7 +44,7 @@ func TestTwoSweepersShareALease(t *testing.T) {
 				}
 				mu.Unlock()
 				defer func() { mu.Lock(); leading[id] = false; mu.Unlock() }()
-				s := f.sweeper([]Pool{{"contoso", pool, "p"}}, r, false, nil)
+				s := f.sweeper([]queue.Pool{{Key: queue.Key{Org: "contoso", ID: pool}, Name: "p"}}, r, false, nil)
 				s.o.Leading, s.o.DeleteBy = l.Valid, l.Until
 				for lctx.Err() == nil {
 					res := s.SweepOnce(lctx)

@@ -26,6 +26,16 @@ type Agent struct {
 	Finished        bool // it completed a job: a single-run agent whose one job is done
 }
 
+// Defaults of the sweeper's flags.
+const (
+	DefaultInterval     = 30 * time.Second
+	DefaultOfflineFor   = 15 * time.Minute
+	DefaultFinishedFor  = 30 * time.Second
+	DefaultMaxDeletions = 50
+	// DefaultPattern matches KEDA's pod names, <scaledjob>-<5>-<5>.
+	DefaultPattern = "*-?????-?????"
+)
+
 // Rules configure what may be deleted.
 type Rules struct {
 	OfflineFor time.Duration // minimum time offline

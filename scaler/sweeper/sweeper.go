@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 // Source is an organization's client, as the sweeper uses it.
@@ -19,33 +20,26 @@ type Source interface {
 	DeleteAgent(ctx context.Context, poolID, agentID int) error
 }
 
-// Pool is a pool to sweep.
-type Pool struct {
-	Organization string
-	ID           int
-	Name         string
-}
-
 // Observer counts decisions (the metrics package).
 type Observer interface {
-	AgentDeleted(org string, poolID int, pool string, dryRun bool)
-	AgentKept(org string, poolID int, pool, reason string)
-	SweepError(org string, poolID int, pool, op string)
+	AgentDeleted(p queue.Pool, dryRun bool)
+	AgentKept(p queue.Pool, reason string)
+	SweepError(p queue.Pool, op string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) AgentDeleted(string, int, string, bool) {}
-func (nopObserver) AgentKept(string, int, string, string)  {}
-func (nopObserver) SweepError(string, int, string, string) {}
+func (nopObserver) AgentDeleted(queue.Pool, bool) {}
+func (nopObserver) AgentKept(queue.Pool, string)  {}
+func (nopObserver) SweepError(queue.Pool, string) {}
 
 // Options configure a Sweeper.
 type Options struct {
 	Rules   Rules
 	DryRun  bool
-	Sources map[string]Source            // by organization name
-	Pools   func(context.Context) []Pool // the pools to sweep, asked at every sweep
-	Parents *Parents                     // names triggers give as parent
+	Sources map[string]Source                  // by organization name
+	Pools   func(context.Context) []queue.Pool // the pools to sweep, asked at every sweep
+	Parents *Parents                           // names triggers give as parent
 	// IsPlaceholder recognizes a placeholder agent from its name and
 	// capabilities; the sweeper never deletes one. Nil: none.
 	IsPlaceholder func(name string, caps map[string]string) bool
@@ -124,10 +118,10 @@ func (s *Sweeper) SweepOnce(ctx context.Context) Result {
 	return total
 }
 
-func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
+func (s *Sweeper) sweepPool(ctx context.Context, p queue.Pool) Result {
 	var res Result
-	log := s.log.WithFields(logrus.Fields{"organization": p.Organization, "pool": p.Name, "poolID": p.ID, "dryRun": s.o.DryRun})
-	src, ok := s.o.Sources[p.Organization]
+	log := s.log.WithFields(logrus.Fields{"organization": p.Org, "pool": p.Name, "poolID": p.ID, "dryRun": s.o.DryRun})
+	src, ok := s.o.Sources[p.Org]
 	if !ok {
 		log.Error("no client for the organization; not sweeping")
 		res.Errors++
@@ -135,14 +129,14 @@ func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	journal := PoolSweep{Organization: p.Organization, PoolID: p.ID, Pool: p.Name, At: s.o.Now(), DryRun: s.o.DryRun}
+	journal := PoolSweep{Pool: p, At: s.o.Now(), DryRun: s.o.DryRun}
 	defer func() { s.o.Journal.record(journal) }()
 	listed, err := src.Agents(ctx, p.ID)
 	if err != nil {
 		// Without a sure list, nothing is deleted.
 		journal.Error = "listing agents failed, so nothing was deleted: " + err.Error()
 		log.WithError(err).Warn("listing agents failed; deleting nothing in this pool this sweep")
-		s.o.Observer.SweepError(p.Organization, p.ID, p.Name, "list")
+		s.o.Observer.SweepError(p, "list")
 		res.Errors++
 		return res
 	}
@@ -152,14 +146,14 @@ func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 		if !ok {
 			journal.Error = "an agent in Azure DevOps' answer lacks its id, name or status, so nothing was deleted"
 			log.WithField("agent", a).Warn("an agent in the answer lacks its id, name or status; deleting nothing in this pool this sweep")
-			s.o.Observer.SweepError(p.Organization, p.ID, p.Name, "list")
+			s.o.Observer.SweepError(p, "list")
 			res.Errors++
 			return res
 		}
 		agents = append(agents, converted)
 	}
 	now := s.o.Now()
-	for _, d := range Decide(agents, now, s.o.Rules, s.o.Parents.Names(p.Organization)) {
+	for _, d := range Decide(agents, now, s.o.Rules, s.o.Parents.Names(p.Org)) {
 		alog := log.WithFields(logrus.Fields{"agent": d.Agent.Name, "agentID": d.Agent.ID, "reason": d.Reason})
 		entry := JournalEntry{Agent: d.Agent.Name, Reason: d.Reason}
 		if !d.OfflineSince.IsZero() && !d.Agent.Online {
@@ -170,14 +164,14 @@ func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 		if !d.Delete {
 			note(ActionKept)
 			alog.Debug("keeping agent")
-			s.o.Observer.AgentKept(p.Organization, p.ID, p.Name, d.Reason)
+			s.o.Observer.AgentKept(p, d.Reason)
 			res.Kept++
 			continue
 		}
 		if s.o.DryRun {
 			note(ActionWouldDelete)
 			alog.Info("would delete agent (dry run)")
-			s.o.Observer.AgentDeleted(p.Organization, p.ID, p.Name, true)
+			s.o.Observer.AgentDeleted(p, true)
 			res.Deleted++
 			continue
 		}
@@ -187,7 +181,7 @@ func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 			return res
 		}
 		err := s.deleteAgent(ctx, src, p.ID, d.Agent.ID)
-		if errors.Is(err, azdo.ErrNotFound) || isStatus(err, 404) {
+		if errors.Is(err, azdo.ErrNotFound) {
 			note(ActionAlreadyRemoved)
 			alog.Info("agent already removed")
 			continue
@@ -197,13 +191,13 @@ func (s *Sweeper) sweepPool(ctx context.Context, p Pool) Result {
 			entry.Reason += ": " + err.Error()
 			note(ActionDeleteFailed)
 			alog.WithError(err).Warn("deleting agent failed; will retry at the next sweep")
-			s.o.Observer.SweepError(p.Organization, p.ID, p.Name, "delete")
+			s.o.Observer.SweepError(p, "delete")
 			res.Errors++
 			continue
 		}
 		note(ActionDeleted)
 		alog.Info("deleted stale offline agent")
-		s.o.Observer.AgentDeleted(p.Organization, p.ID, p.Name, false)
+		s.o.Observer.AgentDeleted(p, false)
 		res.Deleted++
 	}
 	return res
@@ -217,11 +211,6 @@ func (s *Sweeper) deleteAgent(ctx context.Context, src Source, poolID, agentID i
 		defer cancel()
 	}
 	return src.DeleteAgent(ctx, poolID, agentID)
-}
-
-func isStatus(err error, code int) bool {
-	var e *azdo.Error
-	return errors.As(err, &e) && e.Status == code
 }
 
 func convert(a taskagent.TaskAgent, isPlaceholder func(string, map[string]string) bool) (Agent, bool) {

@@ -15,6 +15,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/placeholders"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 const pat = "sweeper-test-pat-xyz"
@@ -43,9 +44,9 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{fake: s, org: org, client: c}
 }
 
-func (f *fixture) sweeper(pools []Pool, r Rules, dryRun bool, parents *Parents) *Sweeper {
+func (f *fixture) sweeper(pools []queue.Pool, r Rules, dryRun bool, parents *Parents) *Sweeper {
 	return New(Options{Rules: r, DryRun: dryRun, Sources: map[string]Source{"contoso": f.client},
-		Pools: func(context.Context) []Pool { return pools }, Parents: parents, Logger: quietLogger(),
+		Pools: func(context.Context) []queue.Pool { return pools }, Parents: parents, Logger: quietLogger(),
 		IsPlaceholder: placeholders.Recognize("keda")})
 }
 
@@ -54,17 +55,17 @@ type countingObserver struct {
 	deleted, kept, errors map[string]int
 }
 
-func (c *countingObserver) AgentDeleted(_ string, _ int, _ string, dry bool) {
+func (c *countingObserver) AgentDeleted(_ queue.Pool, dry bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.deleted[fmt.Sprint(dry)]++
 }
-func (c *countingObserver) AgentKept(_ string, _ int, _, reason string) {
+func (c *countingObserver) AgentKept(_ queue.Pool, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.kept[reason]++
 }
-func (c *countingObserver) SweepError(_ string, _ int, _, op string) {
+func (c *countingObserver) SweepError(_ queue.Pool, op string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.errors[op]++
@@ -77,7 +78,7 @@ func TestDryRunDeletesNothingButCounts(t *testing.T) {
 		f.org.AddAgent(pool, fakeazdo.Agent{Name: fmt.Sprintf("agents-%d", i), StatusChangedOn: time.Now().Add(-time.Hour)})
 	}
 	obs := &countingObserver{deleted: map[string]int{}, kept: map[string]int{}, errors: map[string]int{}}
-	s := f.sweeper([]Pool{{"contoso", pool, "p"}}, rules, true, nil)
+	s := f.sweeper([]queue.Pool{{Key: queue.Key{Org: "contoso", ID: pool}, Name: "p"}}, rules, true, nil)
 	s.o.Observer = obs
 	res := s.SweepOnce(context.Background())
 	if res.Deleted != 4 || len(f.org.AgentNames(pool)) != 4 || f.fake.Calls("contoso", fakeazdo.DeleteAgent) != 0 {
@@ -101,13 +102,13 @@ func TestListFailureDeletesNothing(t *testing.T) {
 	} {
 		f.fake.ClearFaults()
 		f.fake.InjectFault(fault)
-		res := f.sweeper([]Pool{{"contoso", pool, "p"}}, rules, false, nil).SweepOnce(context.Background())
+		res := f.sweeper([]queue.Pool{{Key: queue.Key{Org: "contoso", ID: pool}, Name: "p"}}, rules, false, nil).SweepOnce(context.Background())
 		if res.Deleted != 0 || res.Errors == 0 || f.fake.Calls("contoso", fakeazdo.DeleteAgent) != 0 {
 			t.Fatalf("fault %+v: %+v, delete calls %d", fault, res, f.fake.Calls("contoso", fakeazdo.DeleteAgent))
 		}
 	}
 	f.fake.ClearFaults()
-	if res := f.sweeper([]Pool{{"contoso", pool, "p"}}, rules, false, nil).SweepOnce(context.Background()); res.Deleted != 1 {
+	if res := f.sweeper([]queue.Pool{{Key: queue.Key{Org: "contoso", ID: pool}, Name: "p"}}, rules, false, nil).SweepOnce(context.Background()); res.Deleted != 1 {
 		t.Fatalf("after the faults: %+v", res)
 	}
 }
@@ -117,7 +118,7 @@ func TestFailedDeleteRetriedNextSweepOnly(t *testing.T) {
 	pool := f.org.AddPool("p")
 	f.org.AddAgent(pool, fakeazdo.Agent{Name: "agents-1", StatusChangedOn: time.Now().Add(-time.Hour)})
 	f.fake.InjectFault(fakeazdo.Fault{Endpoint: fakeazdo.DeleteAgent, Status: 503, Body: `{"message":"x"}`, Times: 1})
-	s := f.sweeper([]Pool{{"contoso", pool, "p"}}, rules, false, nil)
+	s := f.sweeper([]queue.Pool{{Key: queue.Key{Org: "contoso", ID: pool}, Name: "p"}}, rules, false, nil)
 	if res := s.SweepOnce(context.Background()); res.Errors != 1 || res.Deleted != 0 {
 		t.Fatalf("first sweep: %+v", res)
 	}
@@ -138,7 +139,7 @@ func TestDeletionCapPerPoolPerSweep(t *testing.T) {
 	}
 	r := rules
 	r.MaxDeletions = 3
-	s := f.sweeper([]Pool{{"contoso", a, "a"}, {"contoso", b, "b"}}, r, false, nil)
+	s := f.sweeper([]queue.Pool{{Key: queue.Key{Org: "contoso", ID: a}, Name: "a"}, {Key: queue.Key{Org: "contoso", ID: b}, Name: "b"}}, r, false, nil)
 	for sweep, left := range []int{4, 1, 0} {
 		s.SweepOnce(context.Background())
 		if got := len(f.org.AgentNames(a)); got != left || len(f.org.AgentNames(b)) != left {
@@ -162,10 +163,10 @@ func TestPropertyNeverAWrongAgent(t *testing.T) {
 		why       string
 	}
 	expect := map[string]expectation{}
-	var pools []Pool
+	var pools []queue.Pool
 	for p := 0; p < 60; p++ {
 		id := f.org.AddPool(fmt.Sprintf("pool-%d", p))
-		pools = append(pools, Pool{"contoso", id, fmt.Sprintf("pool-%d", p)})
+		pools = append(pools, queue.Pool{Key: queue.Key{Org: "contoso", ID: id}, Name: fmt.Sprintf("pool-%d", p)})
 		eligible := 0
 		for i := 0; i < rng.IntN(15); i++ {
 			name := fmt.Sprintf("ci-agent-%d-%d", p, i)

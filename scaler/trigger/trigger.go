@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 )
 
@@ -155,7 +155,7 @@ type Spec struct {
 	// agents are named after their pods (<scaledjob>-<5>-<5>).
 	AgentPattern string
 
-	filter       func(*pools.Job) bool // nil: every job
+	filter       func(*queue.Job) bool // nil: every job
 	filterKey    string
 	rank         int
 	describe     string
@@ -168,12 +168,12 @@ func (s *Spec) Capabilities() map[string]string { return s.capabilities }
 
 // Accepts reports whether the trigger's filter accepts a job (its
 // capabilities satisfy the job's demands, or its demands or parent match).
-func (s *Spec) Accepts(j *pools.Job) bool { return s.filter == nil || s.filter(j) }
+func (s *Spec) Accepts(j *queue.Job) bool { return s.filter == nil || s.filter(j) }
 
 // Counts reports whether the trigger would count a job on its own, as
 // KEDA's built-in scaler does: accepted, and not in flight unless
 // scaleOnInFlight.
-func (s *Spec) Counts(j *pools.Job) bool {
+func (s *Spec) Counts(j *queue.Job) bool {
 	if !s.ScaleOnInFlight && !j.Waiting() {
 		return false
 	}
@@ -342,7 +342,7 @@ func (s *Spec) parseFilter(md map[string]string) error {
 			return bad(KeyCapabilities, "%v (want NAME=VALUE or NAME, comma-separated)", err)
 		}
 		s.filterKey = "capabilities:" + canonicalCapabilities(md[KeyCapabilities])
-		s.filter = func(j *pools.Job) bool { return !j.Unparsable && caps.SatisfiesAll(j.Demands) }
+		s.filter = func(j *queue.Job) bool { return !j.Unparsable && caps.SatisfiesAll(j.Demands) }
 		s.rank, s.describe = caps.Len(), "capabilities="+md[KeyCapabilities]
 		s.capabilities = map[string]string{}
 		for _, item := range strings.Split(md[KeyCapabilities], ",") {
@@ -356,7 +356,7 @@ func (s *Spec) parseFilter(md map[string]string) error {
 		}
 		m := demands.NewKEDAMatcher(list, requireAll, requireAllOnly, caseInsensitive)
 		s.filterKey = fmt.Sprintf("demands:%s|all=%t|only=%t|ci=%t", list, requireAll, requireAllOnly, caseInsensitive)
-		s.filter = func(j *pools.Job) bool { return m.Matches(j.RawDemands) }
+		s.filter = func(j *queue.Job) bool { return m.Matches(j.RawDemands) }
 		s.rank, s.describe = m.Len(), "demands="+list
 	case hasKey(md, KeyParent):
 		parent := md[KeyParent]
@@ -366,7 +366,7 @@ func (s *Spec) parseFilter(md map[string]string) error {
 		s.Parent = parent
 		s.filterKey = "parent:" + parent
 		s.rank, s.describe = RankParent, "parent="+parent
-		s.filter = func(j *pools.Job) bool {
+		s.filter = func(j *queue.Job) bool {
 			for _, a := range j.MatchedAgents {
 				if a == parent { // KEDA compares agent names exactly
 					return true

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 type orgs map[string]string
@@ -27,9 +27,9 @@ func (o orgs) URL(name string) (string, bool) {
 
 var one = orgs{"contoso": "https://dev.azure.com/contoso"}
 
-func job(t *testing.T, received bool, matched []string, ds ...string) *pools.Job {
+func job(t *testing.T, received bool, matched []string, ds ...string) *queue.Job {
 	t.Helper()
-	j := &pools.Job{Received: received, MatchedAgents: matched}
+	j := &queue.Job{Received: received, MatchedAgents: matched}
 	for _, s := range ds {
 		j.AddDemand(s)
 	}
@@ -54,7 +54,7 @@ func TestCountsByFilter(t *testing.T) {
 	bad := job(t, false, nil, "x -weird y")
 	cases := []struct {
 		md   map[string]string
-		j    *pools.Job
+		j    *queue.Job
 		want bool
 	}{
 		{map[string]string{"capabilities": "Agent.OS=Linux,docker"}, linux, true},
@@ -197,6 +197,6 @@ func FuzzParse(f *testing.F) {
 		if name := s.MetricName(1); !metricName.MatchString(name) || len(name) > 63 {
 			t.Fatalf("metric name %q", name)
 		}
-		_ = s.Counts(&pools.Job{RawDemands: []string{v1, v2}, MatchedAgents: []string{v3}})
+		_ = s.Counts(&queue.Job{RawDemands: []string{v1, v2}, MatchedAgents: []string{v3}})
 	})
 }

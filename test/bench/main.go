@@ -27,9 +27,7 @@ import (
 	"time"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/logging"
 	"github.com/go-logr/logr"
 	"github.com/kedacore/keda/v2/pkg/scalers"
 	"github.com/kedacore/keda/v2/pkg/scalers/scalersconfig"
@@ -203,21 +201,13 @@ func (e *env) startOurs(c *oursConfig, workloads []string) error {
 	if err := os.WriteFile(cfgFile, []byte(b.String()), 0o600); err != nil {
 		return err
 	}
-	flags, err := config.Parse("bench", []string{"--config", cfgFile, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+	c.inst, err = app.StartArgs(context.Background(), []string{"--config", cfgFile, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
 		"--refresh-interval", toReal(oursRefresh).String(), "--min-refresh-interval", toReal(c.minRefresh).String(),
 		"--refresh-wait", toReal(oursWait).String(), "--stale-after", "1m", "--sweep-interval", "0", "--placeholders=false",
 		"--routing-warmup", "0s",
 		// Pools of a finished workload stop soon, not to run under the next one's measurements.
-		"--poller-idle-timeout", "3s"},
+		"--poller-idle-timeout", "3s", "--log-level", "error"},
 		func(string) string { return "" }, io.Discard)
-	if err != nil {
-		return err
-	}
-	log, red, err := logging.New(io.Discard, "text", "error")
-	if err != nil {
-		return err
-	}
-	c.inst, err = app.Start(context.Background(), flags, log, red, io.Discard)
 	return err
 }
 

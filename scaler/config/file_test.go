@@ -1,53 +1,15 @@
 package config
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-
-func TestFlagsAndEnvironment(t *testing.T) {
-	f, err := Parse("x", []string{"--org-url", "https://dev.azure.com/contoso", "--refresh-interval", "15s"},
-		env(map[string]string{"AZDO_PAT": "p", "AZDO_REFRESH_INTERVAL": "30s", "AZDO_STALE_AFTER": "5m", "AZDO_SWEEP_DRY_RUN": "true"}), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.RefreshInterval != 15*time.Second {
-		t.Errorf("a flag on the command line must win over its env: %v", f.RefreshInterval)
-	}
-	if f.StaleAfter != 5*time.Minute || !f.SweepDryRun || f.PAT != "p" || f.GRPCAddr != ":6000" || f.HTTPAddr != ":8080" {
-		t.Errorf("flags = %+v", f)
-	}
-	for _, bad := range []struct {
-		args []string
-		env  map[string]string
-		want string
-	}{
-		{nil, nil, "set --org-url"},
-		{[]string{"--org-url", "https://x/y"}, nil, "needs --pat-file or AZDO_PAT"},
-		{[]string{"--config", "c.yaml", "--org-url", "https://x/y"}, nil, "not both"},
-		{[]string{"--demo", "--log-format", "xml"}, nil, "--log-format"},
-		{[]string{"--demo", "--refresh-interval", "100ms"}, nil, "--refresh-interval"},
-		{[]string{"--demo", "--stale-after", "5s"}, nil, "--stale-after"},
-		{[]string{"--demo", "--grpc-tls-cert", "c"}, nil, "go together"},
-		{[]string{"--demo", "--grpc-tls-client-ca", "c"}, nil, "needs --grpc-tls-cert"},
-		{[]string{"--demo", "--sweep-agent-pattern", "[x"}, nil, "not a glob"},
-		{[]string{"--demo"}, map[string]string{"AZDO_STALE_AFTER": "soon"}, "AZDO_STALE_AFTER"},
-		{[]string{"--demo", "extra"}, nil, "unexpected argument"},
-	} {
-		_, err := Parse("x", bad.args, env(bad.env), io.Discard)
-		if err == nil || !strings.Contains(err.Error(), bad.want) {
-			t.Errorf("%v %v: error %v, want %q", bad.args, bad.env, err, bad.want)
-		}
-	}
-}
 
 func writeFile(t *testing.T, name, content string) string {
 	t.Helper()
@@ -102,7 +64,7 @@ organizations:
 		{"fab", "any", "anyone", 1, true},
 		{"nope", "any", "anyone", 1, false},
 	} {
-		if got := cfg.Allowed(c.org, azdo.Pool{ID: c.id, Name: c.pool}, c.ns); got != c.want {
+		if got := cfg.Allowed(queue.Pool{Key: queue.Key{Org: c.org, ID: c.id}, Name: c.pool}, c.ns); got != c.want {
 			t.Errorf("Allowed(%s, %s, %s) = %v", c.org, c.pool, c.ns, got)
 		}
 	}

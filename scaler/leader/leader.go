@@ -1,4 +1,9 @@
-package sweeper
+// Package leader runs a function while this replica holds a Kubernetes
+// Lease (client-go's leader election), and tells it whether the holding is
+// still sure before each action that must not be done twice, such as a
+// deletion. It knows nothing of what the leader does; it is the only
+// package besides app that needs client-go's Kubernetes clients.
+package leader
 
 import (
 	"context"
@@ -14,6 +19,8 @@ import (
 
 // Election configures Lease-based leader election.
 type Election struct {
+	// Role names what the holder does, for logs ("sweeper").
+	Role          string
 	Client        kubernetes.Interface
 	Namespace     string
 	Lease         string
@@ -25,7 +32,7 @@ type Election struct {
 }
 
 // Leadership is what lead gets besides its context: whether this replica
-// surely holds the Lease, asked before each deletion.
+// surely holds the Lease, asked before each action.
 type Leadership struct {
 	lock *trackedLock
 	ctx  context.Context
@@ -39,7 +46,7 @@ func (l Leadership) Valid() bool {
 	return l.ctx.Err() == nil && time.Now().Before(l.lock.validUntil())
 }
 
-// Until is when the holding surely ends unless renewed: a deletion's
+// Until is when the holding surely ends unless renewed: an action's
 // request must be over by then.
 func (l Leadership) Until() time.Time { return l.lock.validUntil() }
 
@@ -64,7 +71,10 @@ func RunElected(ctx context.Context, e Election, lead func(ctx context.Context, 
 	if e.Logger == nil {
 		e.Logger = logrus.StandardLogger()
 	}
-	log := e.Logger.WithFields(logrus.Fields{"component": "sweeper", "lease": e.Namespace + "/" + e.Lease, "identity": e.Identity})
+	if e.Role == "" {
+		e.Role = "leader"
+	}
+	log := e.Logger.WithFields(logrus.Fields{"component": e.Role, "lease": e.Namespace + "/" + e.Lease, "identity": e.Identity})
 	lock := &trackedLock{Interface: &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: e.Namespace, Name: e.Lease},
 		Client:     e.Client.CoordinationV1(),
@@ -82,10 +92,10 @@ func RunElected(ctx context.Context, e Election, lead func(ctx context.Context, 
 					leadCtx, cancel := context.WithCancel(termCtx)
 					defer cancel()
 					defer context.AfterFunc(ctx, cancel)() // shutdown ends the term too
-					log.Info("holding the sweeper Lease; this replica sweeps")
+					log.Info("holding the " + e.Role + " Lease; this replica leads")
 					lead(leadCtx, Leadership{lock: lock, ctx: leadCtx})
 				},
-				OnStoppedLeading: func() { log.Info("not holding the sweeper Lease; this replica does not sweep") },
+				OnStoppedLeading: func() { log.Info("not holding the " + e.Role + " Lease; this replica does not lead") },
 			},
 		})
 		if err != nil {
