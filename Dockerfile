@@ -14,6 +14,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY cmd/ cmd/
 COPY scaler/ scaler/
+COPY internal/ internal/
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG TARGETOS=linux

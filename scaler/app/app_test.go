@@ -29,8 +29,8 @@ import (
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demo"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo/fakeazdotest"
 )
 
 const testPAT = "app-test-pat-0123456789abcdef"

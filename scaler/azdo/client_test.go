@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo/fakeazdotest"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 )
 

@@ -20,7 +20,7 @@ import (
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 )
 
 // Organization is the simulated organization's name.

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeentra"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeentra"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 )
 

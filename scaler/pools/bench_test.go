@@ -8,7 +8,7 @@ import (
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7"
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 

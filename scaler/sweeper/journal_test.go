@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
 

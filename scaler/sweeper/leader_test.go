@@ -9,7 +9,7 @@ import (
 
 	"k8s.io/client-go/kubernetes/fake"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/leader"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )

@@ -25,9 +25,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeentra"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo/fakeazdotest"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeentra"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/charts"
 )
 

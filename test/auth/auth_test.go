@@ -37,8 +37,8 @@ import (
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeentra"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeentra"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/scalertest"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 )
 
 // accuracyRow is one ScaledJob's count, in one configuration, against the

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 )
 
 // Queue-to-metric latency: jobs arrive at random times while KEDA polls

@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 )
 
 // The load workload: S ScaledJobs over loadPools pools, each pool holding

@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 	"github.com/go-logr/logr"
 	"github.com/kedacore/keda/v2/pkg/scalers"
 	"github.com/kedacore/keda/v2/pkg/scalers/scalersconfig"

@@ -24,8 +24,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo/fakeazdotest"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo/fakeazdotest"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/scalertest"
 )
 

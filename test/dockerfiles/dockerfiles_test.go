@@ -175,6 +175,46 @@ func TestScalerDockerfile(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(ignore), "*\n") {
 		t.Error(".dockerignore must exclude everything but the sources (starts with *)")
 	}
+	checkSourcesCopied(t, &d, string(ignore))
+}
+
+// checkSourcesCopied: every folder of the module that the binary imports a
+// package from is in the build context (.dockerignore lets it through) and
+// copied into the build stage; else the image would not build.
+func checkSourcesCopied(t *testing.T, d *dockerfile, ignore string) {
+	t.Helper()
+	const module = "github.com/azdo-keda-scaler/azdo-keda-scaler/"
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "./cmd/azdo-keda-scaler")
+	cmd.Dir = repo(".")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	copied := map[string]bool{}
+	for _, c := range d.stages[0].Commands {
+		if cp, ok := c.(*instructions.CopyCommand); ok {
+			for _, src := range cp.SourcePaths {
+				copied[strings.TrimSuffix(src, "/")] = true
+			}
+		}
+	}
+	folders := map[string]bool{}
+	for _, p := range strings.Fields(string(out)) {
+		if rest, ok := strings.CutPrefix(p, module); ok {
+			folders[strings.SplitN(rest, "/", 2)[0]] = true
+		}
+	}
+	if len(folders) == 0 {
+		t.Fatal("go list found none of the module's packages")
+	}
+	for f := range folders {
+		if !copied[f] {
+			t.Errorf("the binary imports packages under %s/, which the Dockerfile's build stage does not COPY", f)
+		}
+		if !strings.Contains(ignore, "\n!"+f+"/\n") {
+			t.Errorf(".dockerignore keeps %s/ out of the build context, but the binary imports packages under it", f)
+		}
+	}
 }
 
 func TestAgentDockerfile(t *testing.T) {

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/charts"
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	"helm.sh/helm/v3/pkg/action"

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"

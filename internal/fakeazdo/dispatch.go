@@ -1,11 +1,8 @@
 package fakeazdo
 
 import (
-	"fmt"
-
-	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
-
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
+	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 )
 
 // Dispatch does what Azure DevOps does when agents are free: each waiting
@@ -63,26 +60,6 @@ func deref(m *map[string]string) map[string]string {
 	return *m
 }
 
-// RemoveAgent deregisters an agent, as config.sh remove does; like Azure
-// DevOps it refuses while the agent has a job.
-func (o *Org) RemoveAgent(poolID, agentID int) error {
-	o.server.mu.Lock()
-	defer o.server.mu.Unlock()
-	p := o.mustPool(poolID)
-	for i, a := range p.agents {
-		if *a.Id != agentID {
-			continue
-		}
-		if a.AssignedRequest != nil {
-			return fmt.Errorf("agent %s is running job %d", *a.Name, *a.AssignedRequest.RequestId)
-		}
-		p.agents = append(p.agents[:i], p.agents[i+1:]...)
-		p.info.Size = ptr(len(p.agents))
-		return nil
-	}
-	return fmt.Errorf("no agent %d in pool %d", agentID, poolID)
-}
-
 // AssignedJob returns the request an agent runs (0, false: none).
 func (o *Org) AssignedJob(poolID, agentID int) (uint64, bool) {
 	o.server.mu.Lock()
@@ -92,15 +69,4 @@ func (o *Org) AssignedJob(poolID, agentID int) (uint64, bool) {
 		return 0, false
 	}
 	return *a.AssignedRequest.RequestId, true
-}
-
-// JobAgent returns the name of the agent a request is assigned to.
-func (o *Org) JobAgent(requestID uint64) (string, bool) {
-	o.server.mu.Lock()
-	defer o.server.mu.Unlock()
-	r, _ := o.findRequest(requestID)
-	if r == nil || r.ReservedAgent == nil || r.ReservedAgent.Name == nil {
-		return "", false
-	}
-	return *r.ReservedAgent.Name, true
 }

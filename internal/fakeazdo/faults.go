@@ -4,8 +4,58 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
+
+// Fault changes the answers to matching calls.
+type Fault struct {
+	Org      string   // organization name; "" matches every organization
+	Endpoint Endpoint // Any matches every endpoint
+	Times    int      // how many calls it applies to; 0 means until ClearFaults
+
+	Status         int           // answer with this status instead (0: answer normally)
+	Body           string        // with Status, or alone: this raw body (malformed JSON, say); EchoAuthorization in it becomes the request's Authorization header
+	ContentType    string        // of Body; default application/json
+	RetryAfter     time.Duration // Retry-After header, whole seconds
+	RateLimitDelay time.Duration // X-RateLimit-Delay header, seconds (fractions allowed)
+	Delay          time.Duration // wait this long before answering (timeouts)
+}
+
+// EchoAuthorization in a Fault's Body is replaced with the request's
+// Authorization header, as some proxies and servers do in error pages.
+const EchoAuthorization = "{{authorization}}"
+
+// InjectFault adds a fault; the first matching fault with calls left applies.
+func (s *Server) InjectFault(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	copied := f
+	s.faults = append(s.faults, &copied)
+}
+
+// ClearFaults removes every fault.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
+func (s *Server) takeFault(org string, ep Endpoint) *Fault {
+	for i, f := range s.faults {
+		if (f.Org == "" || strings.EqualFold(f.Org, org)) && (f.Endpoint == Any || f.Endpoint == ep) {
+			copied := *f
+			if f.Times > 0 {
+				f.Times--
+				if f.Times == 0 {
+					s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
+				}
+			}
+			return &copied
+		}
+	}
+	return nil
+}
 
 // rateLimit is Azure DevOps' global consumption limit, simplified: every
 // request costs one TSTU of a budget per identity over a sliding window

@@ -6,7 +6,7 @@ package fakeazdotest
 import (
 	"testing"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 )
 
 // Start serves a fake Azure DevOps on a loopback port until the test ends.
