@@ -40,6 +40,9 @@ func TestREADMEDocumentsEveryFlagAndKey(t *testing.T) {
 		if limit := fmt.Sprintf("| %d", trigger.Limit(key)); !strings.Contains(row, limit) {
 			t.Errorf("README.md's row for %s does not give its limit (%d bytes): %s", key, trigger.Limit(key), row)
 		}
+		if def := trigger.Default(key); def != "" && !strings.HasPrefix(row, "| `"+key+"` | `"+def+"` |") {
+			t.Errorf("README.md's row for %s does not give its default `%s`: %s", key, def, row)
+		}
 	}
 	for _, cmd := range []string{"make run", "make test"} {
 		if !strings.Contains(readme, cmd) {

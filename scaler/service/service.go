@@ -1,8 +1,13 @@
 // Package service implements KEDA's ExternalScaler gRPC service from the
-// pool snapshots: every answer is computed in memory; only the first
-// lookup of a pool's name waits for Azure DevOps. Each call also tells the
-// pool's routing table that its trigger exists, and the count a trigger
-// gets is the one routing gives it.
+// pool snapshots. Every answer is computed in memory from the pool's latest
+// snapshot and routing plan. A call waits for Azure DevOps only in two
+// cases: the first lookup of a pool's name, and when it finds the pool's
+// snapshot older than --min-refresh-interval: then it waits, at most
+// --refresh-wait, for the one refresh all such callers share. Each call
+// also tells the pool's routing table that its trigger exists, and the
+// count a trigger gets is the one routing gives it. It maps every failure
+// to the gRPC code a user can act on; it never talks to Azure DevOps
+// itself (package pools does).
 package service
 
 import (

@@ -23,20 +23,23 @@ const (
 	KeyPoolID          = "poolID"
 	KeyOrganization    = "organization"
 	KeyOrganizationURL = "organizationURL"
-	KeyTarget          = "targetPipelinesQueueLength"
-	KeyActivation      = "activationTargetPipelinesQueueLength"
-	KeyScaleOnInFlight = "scaleOnInFlight"
-	KeyCapabilities    = "capabilities"
-	KeyDemands         = "demands"
-	KeyRequireAll      = "requireAllDemands"
-	KeyRequireAllOnly  = "requireAllDemandsAndIgnoreOthers"
-	KeyCaseInsensitive = "caseInsensitiveDemandsProcessing"
-	KeyParent          = "parent"
-	KeyJobsToFetch     = "jobsToFetch"
-	KeyUnfinishedOnly  = "fetchUnfinishedJobsOnly"
-	KeyPriority        = "priority"
-	KeyRouting         = "routing"
-	KeyAgentPattern    = "agentNamePattern"
+	// KeyOrganizationURLFromEnv is resolved by KEDA from the scale
+	// target's environment before it is sent.
+	KeyOrganizationURLFromEnv = KeyOrganizationURL + "FromEnv"
+	KeyTarget                 = "targetPipelinesQueueLength"
+	KeyActivation             = "activationTargetPipelinesQueueLength"
+	KeyScaleOnInFlight        = "scaleOnInFlight"
+	KeyCapabilities           = "capabilities"
+	KeyDemands                = "demands"
+	KeyRequireAll             = "requireAllDemands"
+	KeyRequireAllOnly         = "requireAllDemandsAndIgnoreOthers"
+	KeyCaseInsensitive        = "caseInsensitiveDemandsProcessing"
+	KeyParent                 = "parent"
+	KeyJobsToFetch            = "jobsToFetch"
+	KeyUnfinishedOnly         = "fetchUnfinishedJobsOnly"
+	KeyPriority               = "priority"
+	KeyRouting                = "routing"
+	KeyAgentPattern           = "agentNamePattern"
 )
 
 // Routing modes (metadata key routing).
@@ -44,17 +47,6 @@ const (
 	RoutingExclusive = "exclusive" // each job counts for one trigger of the pool
 	RoutingShared    = "shared"    // count every accepted job, like KEDA's built-in
 )
-
-// keys are this scaler's metadata keys, in the README's order.
-var keys = []string{KeyPoolName, KeyPoolID, KeyOrganization, KeyOrganizationURL, KeyOrganizationURL + "FromEnv",
-	KeyTarget, KeyActivation, KeyScaleOnInFlight, KeyCapabilities, KeyDemands, KeyRequireAll, KeyRequireAllOnly,
-	KeyCaseInsensitive, KeyParent, KeyPriority, KeyRouting, KeyAgentPattern, KeyJobsToFetch, KeyUnfinishedOnly}
-
-// Keys lists the metadata keys the scaler reads (KEDA's own keys aside).
-func Keys() []string { return append([]string(nil), keys...) }
-
-// keysOfKEDA are set by KEDA itself for every external trigger.
-var keysOfKEDA = map[string]bool{"scalerAddress": true, "enableTLS": true, "unsafeSsl": true}
 
 // Bounds on metadata: over one, the trigger is InvalidArgument naming the
 // key and the limit, before anything is sent to Azure DevOps. Azure DevOps
@@ -71,18 +63,84 @@ const (
 	maxEcho      = 64   // of a value quoted in an error
 )
 
-// limits is the longest value of each key, in bytes.
-var limits = map[string]int{
-	KeyPoolName: MaxName, KeyPoolID: MaxShort, KeyOrganization: MaxName, KeyOrganizationURL: MaxURL,
-	KeyOrganizationURL + "FromEnv": MaxURL, KeyTarget: MaxShort, KeyActivation: MaxShort, KeyScaleOnInFlight: MaxShort,
-	KeyCapabilities: MaxList, KeyDemands: MaxList, KeyRequireAll: MaxShort, KeyRequireAllOnly: MaxShort,
-	KeyCaseInsensitive: MaxShort, KeyParent: MaxName, KeyPriority: MaxShort, KeyRouting: MaxShort, KeyAgentPattern: MaxName,
-	KeyJobsToFetch: MaxShort, KeyUnfinishedOnly: MaxShort,
-	"scalerAddress": MaxURL, "enableTLS": MaxShort, "unsafeSsl": MaxShort,
+// A key is one metadata key, declared once: its name, the longest value it
+// takes, the default its parser gets when it is absent ("": none), and its
+// parser. Keys without a parser are read by the rules that span several
+// keys (organization, pool, filter); KEDA's own keys are only bounded.
+type key struct {
+	name  string
+	limit int
+	def   string
+	parse func(s *Spec, key, value string) error
+	keda  bool // set by KEDA for every external trigger
+}
+
+// table lists the keys in the README's order.
+var table = []key{
+	{name: KeyPoolName, limit: MaxName},
+	{name: KeyPoolID, limit: MaxShort},
+	{name: KeyOrganization, limit: MaxName},
+	{name: KeyOrganizationURL, limit: MaxURL},
+	{name: KeyOrganizationURLFromEnv, limit: MaxURL},
+	{name: KeyTarget, limit: MaxShort, def: "1", parse: intAtLeast(1, func(s *Spec, n int64) { s.Target = n })},
+	{name: KeyActivation, limit: MaxShort, def: "0", parse: intAtLeast(0, func(s *Spec, n int64) { s.Activation = n })},
+	{name: KeyScaleOnInFlight, limit: MaxShort, def: "true", parse: boolean(func(s *Spec, b bool) { s.ScaleOnInFlight = b })},
+	{name: KeyCapabilities, limit: MaxList},
+	{name: KeyDemands, limit: MaxList},
+	{name: KeyRequireAll, limit: MaxShort, def: "false", parse: boolean(func(s *Spec, b bool) { s.requireAll = b })},
+	{name: KeyRequireAllOnly, limit: MaxShort, def: "false", parse: boolean(func(s *Spec, b bool) { s.requireAllOnly = b })},
+	{name: KeyCaseInsensitive, limit: MaxShort, def: "false", parse: boolean(func(s *Spec, b bool) { s.caseInsensitive = b })},
+	{name: KeyParent, limit: MaxName},
+	{name: KeyPriority, limit: MaxShort, def: "0", parse: intBetween(-1000, 1000, func(s *Spec, n int64) { s.Priority = n })},
+	{name: KeyRouting, limit: MaxShort, def: RoutingExclusive, parse: parseRouting},
+	{name: KeyAgentPattern, limit: MaxName, parse: parseAgentPattern},
+	// Accepted for drop-in compatibility with KEDA's scaler, and ignored:
+	// this scaler always fetches every unfinished job and nothing else.
+	{name: KeyJobsToFetch, limit: MaxShort, parse: intAtLeast(1, nil)},
+	{name: KeyUnfinishedOnly, limit: MaxShort, parse: boolean(nil)},
+
+	{name: "scalerAddress", limit: MaxURL, keda: true},
+	{name: "enableTLS", limit: MaxShort, keda: true},
+	{name: "unsafeSsl", limit: MaxShort, keda: true},
+}
+
+// lookupKey finds a key of the table (KEDA's own too).
+func lookupKey(name string) (*key, bool) {
+	for i := range table {
+		if table[i].name == name {
+			return &table[i], true
+		}
+	}
+	return nil, false
+}
+
+// Keys lists the metadata keys the scaler reads (KEDA's own keys aside),
+// in the README's order.
+func Keys() []string {
+	var out []string
+	for _, k := range table {
+		if !k.keda {
+			out = append(out, k.name)
+		}
+	}
+	return out
 }
 
 // Limit is the longest value a metadata key accepts, in bytes.
-func Limit(key string) int { return limits[key] }
+func Limit(name string) int {
+	if k, ok := lookupKey(name); ok {
+		return k.limit
+	}
+	return 0
+}
+
+// Default is the value a key takes when it is absent ("": none).
+func Default(name string) string {
+	if k, ok := lookupKey(name); ok {
+		return k.def
+	}
+	return ""
+}
 
 // show quotes a value for an error message, cut to maxEcho bytes.
 func show(v string) string { return strconv.Quote(secrets.Truncate(v, maxEcho)) }
@@ -96,8 +154,8 @@ func checkBounds(md map[string]string) error {
 		if len(k) > MaxKeyLength {
 			return bad(k, "key longer than %d bytes", MaxKeyLength)
 		}
-		if limit, ok := limits[k]; ok && len(v) > limit {
-			return bad(k, "%d bytes; at most %d", len(v), limit)
+		if key, ok := lookupKey(k); ok && len(v) > key.limit {
+			return bad(k, "%d bytes; at most %d", len(v), key.limit)
 		}
 	}
 	for _, k := range []string{KeyCapabilities, KeyDemands} {
@@ -155,6 +213,9 @@ type Spec struct {
 	// agents are named after their pods (<scaledjob>-<5>-<5>).
 	AgentPattern string
 
+	// demands options, read by the filter rule
+	requireAll, requireAllOnly, caseInsensitive bool
+
 	filter       func(*queue.Job) bool // nil: every job
 	filterKey    string
 	rank         int
@@ -169,16 +230,6 @@ func (s *Spec) Capabilities() map[string]string { return s.capabilities }
 // Accepts reports whether the trigger's filter accepts a job (its
 // capabilities satisfy the job's demands, or its demands or parent match).
 func (s *Spec) Accepts(j *queue.Job) bool { return s.filter == nil || s.filter(j) }
-
-// Counts reports whether the trigger would count a job on its own, as
-// KEDA's built-in scaler does: accepted, and not in flight unless
-// scaleOnInFlight.
-func (s *Spec) Counts(j *queue.Job) bool {
-	if !s.ScaleOnInFlight && !j.Waiting() {
-		return false
-	}
-	return s.Accepts(j)
-}
 
 // Rank is how capable the trigger's agent template is, for routing: the
 // number of capabilities or demands it lists. A parent's capabilities are
@@ -241,68 +292,73 @@ func Parse(md map[string]string, orgs Organizations) (*Spec, error) {
 			return nil, unknownKey(key)
 		}
 	}
-	s := &Spec{Target: 1, ScaleOnInFlight: true}
+	s := &Spec{}
 	var err error
 	if s.Organization, err = parseOrganization(md, orgs); err != nil {
 		return nil, err
 	}
-
-	name, hasName := md[KeyPoolName]
-	idText, hasID := md[KeyPoolID]
-	switch {
-	case hasName && hasID:
-		return nil, bad(KeyPoolID, "set either poolName or poolID, not both")
-	case !hasName && !hasID:
-		return nil, bad(KeyPoolName, "required: set poolName or poolID")
-	case hasName:
-		if s.PoolName = strings.TrimSpace(name); s.PoolName == "" {
-			return nil, bad(KeyPoolName, "must not be empty")
+	if err := s.parsePool(md); err != nil {
+		return nil, err
+	}
+	for i := range table {
+		k := &table[i]
+		v, ok := md[k.name]
+		if !ok {
+			v = k.def
 		}
-	default:
-		id, err := strconv.Atoi(strings.TrimSpace(idText))
-		if err != nil || id <= 0 {
-			return nil, bad(KeyPoolID, "must be a positive integer, got %s", show(idText))
+		if k.parse == nil || (!ok && k.def == "") {
+			continue
 		}
-		s.PoolID = id
-	}
-
-	if s.Target, err = parseInt(md, KeyTarget, 1, 1); err != nil {
-		return nil, err
-	}
-	if s.Activation, err = parseInt(md, KeyActivation, 0, 0); err != nil {
-		return nil, err
-	}
-	if s.ScaleOnInFlight, err = parseBool(md, KeyScaleOnInFlight, true); err != nil {
-		return nil, err
-	}
-	// Accepted for drop-in compatibility with KEDA's scaler, and ignored:
-	// this scaler always fetches every unfinished job and nothing else.
-	if _, err = parseInt(md, KeyJobsToFetch, 250, 1); err != nil {
-		return nil, err
-	}
-	if _, err = parseBool(md, KeyUnfinishedOnly, false); err != nil {
-		return nil, err
+		if err := k.parse(s, k.name, v); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.parseFilter(md); err != nil {
 		return nil, err
 	}
-	if s.Priority, err = parseIntRange(md, KeyPriority, 0, -1000, 1000); err != nil {
-		return nil, err
+	return s, nil
+}
+
+// parsePool reads poolName or poolID: exactly one.
+func (s *Spec) parsePool(md map[string]string) error {
+	name, hasName := md[KeyPoolName]
+	idText, hasID := md[KeyPoolID]
+	switch {
+	case hasName && hasID:
+		return bad(KeyPoolID, "set either poolName or poolID, not both")
+	case !hasName && !hasID:
+		return bad(KeyPoolName, "required: set poolName or poolID")
+	case hasName:
+		if s.PoolName = strings.TrimSpace(name); s.PoolName == "" {
+			return bad(KeyPoolName, "must not be empty")
+		}
+	default:
+		id, err := strconv.Atoi(strings.TrimSpace(idText))
+		if err != nil || id <= 0 {
+			return bad(KeyPoolID, "must be a positive integer, got %s", show(idText))
+		}
+		s.PoolID = id
 	}
-	switch mode := strings.TrimSpace(md[KeyRouting]); mode {
-	case "", RoutingExclusive:
+	return nil
+}
+
+func parseRouting(s *Spec, key, v string) error {
+	switch mode := strings.TrimSpace(v); mode {
+	case RoutingExclusive:
 	case RoutingShared:
 		s.Shared = true
 	default:
-		return nil, bad(KeyRouting, "must be %q (default) or %q, got %s", RoutingExclusive, RoutingShared, show(md[KeyRouting]))
+		return bad(key, "must be %q (default) or %q, got %s", RoutingExclusive, RoutingShared, show(v))
 	}
-	if pattern, ok := md[KeyAgentPattern]; ok {
-		s.AgentPattern = strings.TrimSpace(pattern)
-		if _, err := path.Match(s.AgentPattern, ""); err != nil || s.AgentPattern == "" {
-			return nil, bad(KeyAgentPattern, "must be a glob of agent names, e.g. \"team-a-linux-*\", got %s", show(pattern))
-		}
+	return nil
+}
+
+func parseAgentPattern(s *Spec, key, v string) error {
+	s.AgentPattern = strings.TrimSpace(v)
+	if _, err := path.Match(s.AgentPattern, ""); err != nil || s.AgentPattern == "" {
+		return bad(key, "must be a glob of agent names, e.g. \"team-a-linux-*\", got %s", show(v))
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Spec) parseFilter(md map[string]string) error {
@@ -315,18 +371,7 @@ func (s *Spec) parseFilter(md map[string]string) error {
 	if len(set) > 1 {
 		return bad(set[1], "set at most one of capabilities, demands and parent (also set: %s)", set[0])
 	}
-	requireAll, err := parseBool(md, KeyRequireAll, false)
-	if err != nil {
-		return err
-	}
-	requireAllOnly, err := parseBool(md, KeyRequireAllOnly, false)
-	if err != nil {
-		return err
-	}
-	caseInsensitive, err := parseBool(md, KeyCaseInsensitive, false)
-	if err != nil {
-		return err
-	}
+	requireAll, requireAllOnly, caseInsensitive := s.requireAll, s.requireAllOnly, s.caseInsensitive
 	if _, hasDemands := md[KeyDemands]; !hasDemands {
 		for k, v := range map[string]bool{KeyRequireAll: requireAll, KeyRequireAllOnly: requireAllOnly, KeyCaseInsensitive: caseInsensitive} {
 			if v {
@@ -398,13 +443,9 @@ func hasKey(md map[string]string, k string) bool {
 	return ok
 }
 
-func known(key string) bool {
-	for _, k := range keys {
-		if k == key {
-			return true
-		}
-	}
-	return keysOfKEDA[key]
+func known(name string) bool {
+	_, ok := lookupKey(name)
+	return ok
 }
 
 func unknownKey(key string) *Error {
@@ -412,7 +453,7 @@ func unknownKey(key string) *Error {
 		// Never echo the value: KEDA resolves ...FromEnv keys and sends the token itself.
 		return bad(key, "not accepted: the scaler authenticates with the PAT configured for the organization; remove this key (its value is a secret KEDA would send over gRPC)")
 	}
-	for _, k := range keys {
+	for _, k := range Keys() {
 		if strings.EqualFold(k, key) {
 			return bad(key, "unknown key; did you mean %q? (keys are case-sensitive)", k)
 		}
@@ -425,11 +466,11 @@ func parseOrganization(md map[string]string, orgs Organizations) (string, error)
 	name, hasName := md[KeyOrganization]
 	urlKey := KeyOrganizationURL
 	orgURL, hasURL := md[urlKey]
-	if fromEnv, ok := md[KeyOrganizationURL+"FromEnv"]; ok {
+	if fromEnv, ok := md[KeyOrganizationURLFromEnv]; ok {
 		if hasURL {
-			return "", bad(KeyOrganizationURL+"FromEnv", "set either organizationURL or organizationURLFromEnv, not both")
+			return "", bad(KeyOrganizationURLFromEnv, "set either organizationURL or organizationURLFromEnv, not both")
 		}
-		urlKey, orgURL, hasURL = KeyOrganizationURL+"FromEnv", fromEnv, true
+		urlKey, orgURL, hasURL = KeyOrganizationURLFromEnv, fromEnv, true
 	}
 	if hasName {
 		if _, ok := orgs.URL(name); !ok {
@@ -462,38 +503,42 @@ func parseOrganization(md map[string]string, orgs Organizations) (string, error)
 	return "", bad(KeyOrganization, "required: the scaler serves %d organizations (%s)", len(names), strings.Join(names, ", "))
 }
 
-func parseInt(md map[string]string, key string, def, minimum int64) (int64, error) {
-	v, ok := md[key]
-	if !ok {
-		return def, nil
+// intAtLeast parses an integer >= minimum into set (nil: validate only).
+func intAtLeast(minimum int64, set func(*Spec, int64)) func(*Spec, string, string) error {
+	return func(s *Spec, key, v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < minimum {
+			return bad(key, "must be an integer >= %d, got %s", minimum, show(v))
+		}
+		if set != nil {
+			set(s, n)
+		}
+		return nil
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	if err != nil || n < minimum {
-		return 0, bad(key, "must be an integer >= %d, got %s", minimum, show(v))
-	}
-	return n, nil
 }
 
-func parseIntRange(md map[string]string, key string, def, lo, hi int64) (int64, error) {
-	v, ok := md[key]
-	if !ok {
-		return def, nil
+// intBetween parses an integer from lo to hi into set.
+func intBetween(lo, hi int64, set func(*Spec, int64)) func(*Spec, string, string) error {
+	return func(s *Spec, key, v string) error {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < lo || n > hi {
+			return bad(key, "must be an integer from %d to %d, got %s", lo, hi, show(v))
+		}
+		set(s, n)
+		return nil
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	if err != nil || n < lo || n > hi {
-		return 0, bad(key, "must be an integer from %d to %d, got %s", lo, hi, show(v))
-	}
-	return n, nil
 }
 
-func parseBool(md map[string]string, key string, def bool) (bool, error) {
-	v, ok := md[key]
-	if !ok {
-		return def, nil
+// boolean parses true or false into set (nil: validate only).
+func boolean(set func(*Spec, bool)) func(*Spec, string, string) error {
+	return func(s *Spec, key, v string) error {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return bad(key, "must be true or false, got %s", show(v))
+		}
+		if set != nil {
+			set(s, b)
+		}
+		return nil
 	}
-	b, err := strconv.ParseBool(strings.TrimSpace(v))
-	if err != nil {
-		return false, bad(key, "must be true or false, got %s", show(v))
-	}
-	return b, nil
 }

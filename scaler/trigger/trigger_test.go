@@ -36,15 +36,29 @@ func job(t *testing.T, received bool, matched []string, ds ...string) *queue.Job
 	return j
 }
 
+// counts is what KEDA's built-in scaler counts with this trigger: the jobs
+// its filter accepts, running ones only with scaleOnInFlight.
+func counts(s *Spec, j *queue.Job) bool {
+	return (s.ScaleOnInFlight || j.Waiting()) && s.Accepts(j)
+}
+
 func TestDefaults(t *testing.T) {
 	s, err := Parse(map[string]string{"poolName": "p", "scalerAddress": "x:6000", "enableTLS": "false"}, one)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Organization != "contoso" || s.PoolName != "p" || s.Target != 1 || s.Activation != 0 || !s.ScaleOnInFlight {
+	if s.Organization != "contoso" || s.PoolName != "p" || s.Target != 1 || s.Activation != 0 || !s.ScaleOnInFlight ||
+		s.Priority != 0 || s.Shared || s.AgentPattern != "" {
 		t.Fatalf("defaults = %+v", s)
 	}
-	if !s.Counts(job(t, true, nil, "anything")) {
+	// The table's defaults are what an absent key gives.
+	for key, want := range map[string]string{KeyTarget: "1", KeyActivation: "0", KeyScaleOnInFlight: "true", KeyPriority: "0",
+		KeyRouting: RoutingExclusive, KeyRequireAll: "false", KeyPoolName: ""} {
+		if got := Default(key); got != want {
+			t.Errorf("Default(%s) = %q, want %q", key, got, want)
+		}
+	}
+	if !counts(s, job(t, true, nil, "anything")) {
 		t.Error("no filter and scaleOnInFlight=true must count a running job")
 	}
 }
@@ -72,7 +86,7 @@ func TestCountsByFilter(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", c.md, err)
 		}
-		if got := s.Counts(c.j); got != c.want {
+		if got := counts(s, c.j); got != c.want {
 			t.Errorf("%v counts %+v = %v, want %v", c.md, c.j, got, c.want)
 		}
 	}
@@ -197,6 +211,6 @@ func FuzzParse(f *testing.F) {
 		if name := s.MetricName(1); !metricName.MatchString(name) || len(name) > 63 {
 			t.Fatalf("metric name %q", name)
 		}
-		_ = s.Counts(&queue.Job{RawDemands: []string{v1, v2}, MatchedAgents: []string{v3}})
+		_ = counts(s, &queue.Job{RawDemands: []string{v1, v2}, MatchedAgents: []string{v3}})
 	})
 }
