@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -48,5 +50,74 @@ func TestREADMEDocumentsEveryFlagAndKey(t *testing.T) {
 		if !strings.Contains(readme, cmd) {
 			t.Errorf("README.md does not give %q", cmd)
 		}
+	}
+}
+
+// The README's layout table lists every package of the module in import
+// order: each imports only packages of rows above its own (go list), and
+// none imports both the gRPC service and the Azure DevOps client.
+func TestLayoutIsImportOrder(t *testing.T) {
+	const module = "github.com/azdo-keda-scaler/azdo-keda-scaler/"
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	start := strings.Index(readme, "## Layout\n")
+	if start < 0 {
+		t.Fatal("README.md has no Layout section")
+	}
+	layout := readme[start:]
+	if end := strings.Index(layout[1:], "\n## "); end > 0 {
+		layout = layout[:end+1]
+	}
+	row := map[string]int{} // package -> its row
+	pathCell := regexp.MustCompile("`([a-z/-]+)`")
+	for i, line := range strings.Split(layout, "\n") {
+		cells := strings.Split(line, "|")
+		if len(cells) < 3 {
+			continue
+		}
+		for _, m := range pathCell.FindAllStringSubmatch(cells[1], -1) {
+			row[m[1]] = i
+		}
+	}
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	pkgs := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		pkg := strings.TrimPrefix(fields[0], module)
+		if pkg == "proto" || strings.HasSuffix(pkg, "/fakeazdotest") {
+			continue // the proto check has no imports; fakeazdotest is named in fakeazdo's row
+		}
+		pkgs++
+		mine, ok := row[pkg]
+		if !ok {
+			t.Errorf("README.md's Layout section does not list %s", pkg)
+			continue
+		}
+		var grpc, azdo bool
+		for _, imp := range fields[1:] {
+			grpc = grpc || strings.HasPrefix(imp, "google.golang.org/grpc") || strings.HasSuffix(imp, "/externalscaler")
+			azdo = azdo || strings.HasPrefix(imp, "github.com/microsoft/azure-devops-go-api")
+			dep, ok := strings.CutPrefix(imp, module)
+			if !ok {
+				continue
+			}
+			if r, listed := row[dep]; listed && r >= mine {
+				t.Errorf("%s imports %s, which the Layout lists at or below it", pkg, dep)
+			}
+		}
+		if grpc && azdo && pkg != "scaler/app" {
+			t.Errorf("%s knows both gRPC and Azure DevOps' HTTP API", pkg)
+		}
+	}
+	if pkgs < 20 {
+		t.Fatalf("go list found only %d packages", pkgs)
 	}
 }
