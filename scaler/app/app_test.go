@@ -27,10 +27,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo/fakeazdotest"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demo"
 )
 
 const testPAT = "app-test-pat-0123456789abcdef"

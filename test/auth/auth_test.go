@@ -35,10 +35,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeentra"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/syncbuf"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/scalertest"
 )
 

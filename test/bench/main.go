@@ -26,8 +26,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app"
 	"github.com/go-logr/logr"
 	"github.com/kedacore/keda/v2/pkg/scalers"
 	"github.com/kedacore/keda/v2/pkg/scalers/scalersconfig"
