@@ -41,7 +41,7 @@ fuzz: ## each fuzz target for FUZZTIME (default 10s)
 
 ship: ## what we ship: charts (Helm SDK), deploy/ drift, Dockerfiles, start.sh, the status page, the release workflow (needs bash, curl, shellcheck, chromium)
 	shellcheck deploy/agent/start.sh deploy/agent/fetch-agent.sh .ci/run
-	cd test && $(GO) vet ./... && $(GO) test -race -count=1 ./charts ./dockerfiles ./agent ./statuspage ./auth
+	cd test && $(GO) vet ./... && $(GO) test -race -count=1 ./charts ./dockerfiles ./agent ./statuspage ./auth ./kedarules
 	cd test/release && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 screenshot: ## the status page in headless Chromium against make run: rewrites docs/status-page.png

@@ -1,0 +1,150 @@
+// Package scaledjobs is plain data about what Kubernetes knows of the KEDA
+// ScaledJobs that use this scaler (their external triggers, how many Jobs
+// KEDA may run for them, their pods), and the pure rules over it: which
+// triggers point at this scaler (Targets) and whose pod an agent is
+// (Owner). It imports no Kubernetes client: package cluster fills it from
+// informers, the way package pools fills package queue from Azure DevOps.
+package scaledjobs
+
+import (
+	"sort"
+	"strings"
+)
+
+// Ref names a namespaced object.
+type Ref struct {
+	Namespace string
+	Name      string
+}
+
+// String is "namespace/name".
+func (r Ref) String() string { return r.Namespace + "/" + r.Name }
+
+// KEDA's defaults (apis/keda/v1alpha1/scaledjob_types.go in v2.21).
+const (
+	DefaultMaxReplicaCount = 100
+	DefaultMinReplicaCount = 0
+)
+
+// ScaledJob is what the scaler needs of one KEDA ScaledJob.
+type ScaledJob struct {
+	Ref
+	// MinReplicaCount and MaxReplicaCount as written; nil when unset.
+	MinReplicaCount *int64
+	MaxReplicaCount *int64
+	// Triggers are its triggers of type external, in the order written.
+	Triggers []Trigger
+}
+
+// Trigger is one external trigger of a ScaledJob.
+type Trigger struct {
+	// Index is the trigger's position among all the ScaledJob's triggers
+	// (KEDA names its metric s<index>-...).
+	Index int
+	// Metadata is the trigger's metadata as written, scalerAddress
+	// included; ...FromEnv keys are not resolved (KEDA resolves them from
+	// the pod template before each call).
+	Metadata map[string]string
+}
+
+// ScalerAddress is the trigger's scalerAddress.
+func (t Trigger) ScalerAddress() string { return t.Metadata["scalerAddress"] }
+
+// Room is the most Jobs KEDA runs at once for the ScaledJob, by KEDA's own
+// rule: maxReplicaCount minus minReplicaCount (the minimum is kept apart),
+// or maxReplicaCount when the minimum is above it; 100 when unset.
+func (s ScaledJob) Room() int64 {
+	if s.MaxReplicaCount == nil {
+		return DefaultMaxReplicaCount
+	}
+	maxN := *s.MaxReplicaCount
+	if s.MinReplicaCount != nil && *s.MinReplicaCount > maxN {
+		return maxN
+	}
+	minN := int64(DefaultMinReplicaCount)
+	if s.MinReplicaCount != nil {
+		minN = *s.MinReplicaCount
+	}
+	return maxN - minN
+}
+
+// Target is an external trigger that points at this scaler.
+type Target struct {
+	ScaledJob Ref
+	Trigger   Trigger
+	Room      int64
+}
+
+// Targets lists the external triggers whose scalerAddress is one of the
+// addresses this scaler is reachable at, by ScaledJob then trigger index.
+func Targets(sjs []ScaledJob, addresses []string) []Target {
+	want := make(map[string]bool, len(addresses))
+	for _, a := range addresses {
+		want[NormalizeAddress(a)] = true
+	}
+	var out []Target
+	for _, s := range sjs {
+		for _, t := range s.Triggers {
+			if want[NormalizeAddress(t.ScalerAddress())] {
+				out = append(out, Target{ScaledJob: s.Ref, Trigger: t, Room: s.Room()})
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].ScaledJob != out[j].ScaledJob {
+			return out[i].ScaledJob.String() < out[j].ScaledJob.String()
+		}
+		return out[i].Trigger.Index < out[j].Trigger.Index
+	})
+	return out
+}
+
+// NormalizeAddress makes the spellings of one Service address equal: gRPC's
+// "dns:///" scheme and a trailing dot are dropped, case is ignored, and a
+// Service's fully qualified name ("name.ns.svc.cluster.local") equals its
+// short cluster form ("name.ns.svc"). A port must be given: KEDA requires
+// one in scalerAddress.
+func NormalizeAddress(addr string) string {
+	a := strings.ToLower(strings.TrimSpace(addr))
+	a = strings.TrimPrefix(a, "dns:///")
+	a = strings.TrimPrefix(a, "dns:")
+	host, port := a, ""
+	if i := strings.LastIndexByte(a, ':'); i >= 0 && !strings.HasSuffix(a, "]") {
+		host, port = a[:i], a[i:]
+	}
+	host = strings.TrimSuffix(host, ".")
+	host = strings.TrimSuffix(host, ".cluster.local")
+	return host + port
+}
+
+// Pod is a pod of one of a ScaledJob's Jobs, as KEDA and the Job
+// controller label it (scaledjob.keda.sh/name, batch.kubernetes.io/job-name).
+type Pod struct {
+	Ref
+	ScaledJob string // its ScaledJob, in the pod's namespace
+	Job       string
+	// Gone: the pod was deleted, or all its containers have terminated.
+	// An agent of a gone pod can never come back online.
+	Gone bool
+}
+
+// Owner is the ScaledJob whose pod an agent is: the agent is named after a
+// pod of one of its Jobs (agent names compare ignoring case, as Azure
+// DevOps compares them). An agent named after no known pod, or after pods
+// of two namespaces, is nobody's: a static agent, or one the scaler cannot
+// tell apart. That is never a guess from the name's shape.
+func Owner(pods []Pod, agent string) (Ref, bool) {
+	var owner Ref
+	found := false
+	for _, p := range pods {
+		if !strings.EqualFold(p.Name, agent) {
+			continue
+		}
+		o := Ref{Namespace: p.Namespace, Name: p.ScaledJob}
+		if found && o != owner {
+			return Ref{}, false
+		}
+		owner, found = o, true
+	}
+	return owner, found
+}
