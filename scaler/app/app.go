@@ -106,6 +106,7 @@ type Instance struct {
 	Demo     *demo.Org
 
 	grpcServer *grpc.Server
+	service    *service.Service
 	health     *health.Server
 	httpServer *http.Server
 	parents    *sweeper.Parents
@@ -165,9 +166,10 @@ func (inst *Instance) build(ctx context.Context, flags *config.Flags, log *logru
 		IdleAfter: flags.PollerIdle, AttemptTimeout: flags.AzdoTimeout, MinRefresh: flags.MinRefresh, DemandWait: flags.DemandWait,
 		Observer: m, Logger: log})
 	inst.Router = routing.NewRouter(routing.Options{Warmup: flags.RoutingWarmup, ForgetAfterPolls: flags.TriggerForgetPolls,
-		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Observer: m, Logger: log})
-	svc := service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add, Router: inst.Router})
-	if err := inst.buildGRPC(flags, svc, reg); err != nil {
+		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Given: flags.ReadCluster, Observer: m, Logger: log})
+	inst.service = service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add, Router: inst.Router,
+		Verify: flags.ReadCluster})
+	if err := inst.buildGRPC(flags, inst.service, reg); err != nil {
 		return nil, nil, err
 	}
 	inst.httpServer = &http.Server{Handler: inst.httpHandler(flags, reg), ReadHeaderTimeout: 10 * time.Second}
@@ -252,6 +254,14 @@ func (inst *Instance) run(ctx context.Context, flags *config.Flags, m *metrics.M
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	inst.GRPCAddr, inst.HTTPAddr = grpcListener.Addr().String(), httpListener.Addr().String()
+	if flags.ReadCluster {
+		// Before serving: no call is judged against an empty set of triggers.
+		if err := startClusterReader(ctx, flags, inst.service, log); err != nil {
+			grpcListener.Close()
+			httpListener.Close()
+			return err
+		}
+	}
 	go func() {
 		if err := inst.grpcServer.Serve(grpcListener); err != nil {
 			log.WithError(err).Error("gRPC server stopped")

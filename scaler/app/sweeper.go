@@ -131,14 +131,17 @@ func matchesAny(globs []string, name string) bool {
 	return false
 }
 
-func electionConfig(flags *config.Flags, log logrus.FieldLogger) (leader.Election, error) {
-	var cfg *rest.Config
-	var err error
+// kubeConfig is the Kubernetes API's client configuration: --kubeconfig,
+// else the pod's service account.
+func kubeConfig(flags *config.Flags) (*rest.Config, error) {
 	if flags.Kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", flags.Kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
+		return clientcmd.BuildConfigFromFlags("", flags.Kubeconfig)
 	}
+	return rest.InClusterConfig()
+}
+
+func electionConfig(flags *config.Flags, log logrus.FieldLogger) (leader.Election, error) {
+	cfg, err := kubeConfig(flags)
 	if err != nil {
 		return leader.Election{}, fmt.Errorf("--leader-elect needs a Kubernetes API (in a cluster, or --kubeconfig): %w", err)
 	}

@@ -137,17 +137,23 @@ func (r *Reader) newFactory(ns string) (factory, error) {
 	return factory{scaledJobs: sj, pods: pods, start: func(stop <-chan struct{}) { dyn.Start(stop); typed.Start(stop) }}, nil
 }
 
-// Start starts the informers until ctx ends and waits, within ctx, until
-// their caches hold what the API server had: before that the facts are
-// incomplete, and a caller must not act on them.
-func (r *Reader) Start(ctx context.Context) error {
-	var synced []cache.InformerSynced
+// Start starts the informers; they run until ctx ends.
+func (r *Reader) Start(ctx context.Context) {
 	for _, f := range r.factories {
 		f.start(ctx.Done())
+	}
+}
+
+// WaitSynced waits, within ctx, until the caches hold what the API server
+// had when they started: before that the facts are incomplete, and nobody
+// may act on them.
+func (r *Reader) WaitSynced(ctx context.Context) error {
+	var synced []cache.InformerSynced
+	for _, f := range r.factories {
 		synced = append(synced, f.scaledJobs.HasSynced, f.pods.HasSynced)
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return fmt.Errorf("cluster: the ScaledJob and pod caches did not sync: %w", context.Cause(ctx))
+		return fmt.Errorf("cluster: the ScaledJob and pod caches did not sync (is list/watch on keda.sh scaledjobs and pods granted?): %w", context.Cause(ctx))
 	}
 	r.log.WithField("namespaces", r.o.Namespaces).Info("reading ScaledJobs and their pods from the cluster")
 	return nil

@@ -65,7 +65,8 @@ func newReader(t *testing.T, namespaces []string, objs ...runtime.Object) (*Read
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if err := r.Start(ctx); err != nil {
+	r.Start(ctx)
+	if err := r.WaitSynced(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return r, client, dc, &now

@@ -44,6 +44,10 @@ type Flags struct {
 	AzdoTimeout     time.Duration
 	AzdoQPS         float64
 
+	ReadCluster     bool
+	ScalerAddresses stringList
+	WatchNS         stringList
+
 	RoutingWarmup      time.Duration
 	TriggerForgetPolls int
 	TriggerForgetMin   time.Duration
@@ -112,6 +116,9 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.DurationVar(&f.PollerIdle, "poller-idle-timeout", pools.DefaultIdleAfter, "stop polling a pool no trigger asked for in this long")
 	fs.DurationVar(&f.AzdoTimeout, "azdo-timeout", azdo.DefaultTimeout, "timeout of one Azure DevOps request")
 	fs.Float64Var(&f.AzdoQPS, "azdo-qps", 0, "most Azure DevOps requests per second, per organization; 0: twice the most the pools in use can ask for (pools / --min-refresh-interval), at least 10")
+	fs.BoolVar(&f.ReadCluster, "read-cluster", false, "read the ScaledJobs and their pods from the Kubernetes API (list/watch; in a cluster, or --kubeconfig): triggers are the ScaledJobs' whose scalerAddress is one of --scaler-address, calls from anything else are refused, agents belong to the ScaledJob whose pod they are named after")
+	fs.Var(&f.ScalerAddresses, "scaler-address", "with --read-cluster: an address ScaledJobs reach this scaler at, as written in scalerAddress, e.g. azdo-keda-scaler.keda.svc:6000 (repeat or comma-separate)")
+	fs.Var(&f.WatchNS, "watch-namespaces", "with --read-cluster: read only these namespaces (repeat or comma-separate; default: the whole cluster)")
 	fs.DurationVar(&f.RoutingWarmup, "routing-warmup", routing.DefaultWarmup, "after the first call, count waiting jobs for no trigger this long, while every ScaledJob asks once (set to your longest pollingInterval)")
 	fs.IntVar(&f.TriggerForgetPolls, "trigger-forget-polls", routing.DefaultForgetAfterPolls, "forget a trigger (a deleted ScaledJob) after this many of its polling intervals without a call")
 	fs.DurationVar(&f.TriggerForgetMin, "trigger-forget-min", routing.DefaultForgetMin, "never forget a trigger sooner than this")
@@ -225,6 +232,12 @@ func (f *Flags) validate() error {
 	}
 	if f.AzdoTimeout <= 0 || f.AzdoTimeout >= f.StaleAfter {
 		errs = append(errs, errors.New("--azdo-timeout must be positive and shorter than --stale-after, so that a failure's cause is known before the data is stale"))
+	}
+	if f.ReadCluster && len(f.ScalerAddresses) == 0 {
+		errs = append(errs, errors.New("--read-cluster needs --scaler-address: the addresses ScaledJobs reach this scaler at"))
+	}
+	if !f.ReadCluster && (len(f.ScalerAddresses) > 0 || len(f.WatchNS) > 0) {
+		errs = append(errs, errors.New("--scaler-address and --watch-namespaces apply only with --read-cluster"))
 	}
 	if f.RoutingWarmup < 0 {
 		errs = append(errs, errors.New("--routing-warmup must not be negative"))

@@ -42,3 +42,26 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		}
 	}
 }
+
+func TestReadClusterFlags(t *testing.T) {
+	base := []string{"--org-url", "https://dev.azure.com/contoso"}
+	getenv := env(map[string]string{"AZDO_PAT": "p", "AZDO_SCALER_ADDRESS": "azdo-keda-scaler.keda.svc:6000,azdo-keda-scaler.keda:6000"})
+	f, err := Parse("x", append(base, "--read-cluster", "--watch-namespaces", "team-a,team-b"), getenv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.ReadCluster || len(f.ScalerAddresses) != 2 || len(f.WatchNS) != 2 {
+		t.Fatalf("flags = %+v", f)
+	}
+	for args, want := range map[string]string{
+		"--read-cluster":                    "--read-cluster needs --scaler-address",
+		"--scaler-address=x:6000":           "apply only with --read-cluster",
+		"--watch-namespaces=team-a":         "apply only with --read-cluster",
+		"--read-cluster --scaler-address=x": "",
+	} {
+		_, err := Parse("x", append(append([]string{}, base...), strings.Fields(args)...), env(map[string]string{"AZDO_PAT": "p"}), io.Discard)
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: error %v, want %q", args, err, want)
+		}
+	}
+}

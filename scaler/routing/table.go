@@ -33,7 +33,11 @@ type Options struct {
 	// waiting jobs are counted for no exclusive trigger, because the
 	// triggers that have not asked yet are unknown (after a restart, or when
 	// KEDA's connection moves to another replica).
-	Warmup   time.Duration
+	Warmup time.Duration
+	// Given: the triggers of every pool are set by SetTriggers (from the
+	// cluster's ScaledJobs); calls neither add nor keep them, nothing is
+	// forgotten for silence, and there is no warm-up.
+	Given    bool
 	Observer Observer
 	Logger   logrus.FieldLogger
 	Now      func() time.Time
@@ -83,7 +87,37 @@ func NewRouter(o Options) *Router {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Given {
+		o.Warmup = 0
+	}
 	return &Router{o: o, tables: map[queue.Key]*Table{}, changed: make(chan struct{})}
+}
+
+// SetTriggers replaces every pool's set of triggers (Options.Given): pools
+// absent from sets have none. A trigger whose ID, metadata digest or agent
+// ownership (owners, a version of the pods it is matched against) is
+// unchanged keeps its place; any change is routed from the next plan on.
+func (r *Router) SetTriggers(sets map[queue.Key][]Trigger, owners uint64) {
+	r.mu.Lock()
+	for k := range sets {
+		if _, ok := r.tables[k]; !ok {
+			r.tables[k] = r.newTableLocked(k)
+		}
+	}
+	tables := make([]*Table, 0, len(r.tables))
+	for _, tb := range r.tables {
+		tables = append(tables, tb)
+	}
+	r.mu.Unlock()
+	changed := false
+	for _, tb := range tables {
+		if tb.set(sets[tb.key], owners) {
+			changed = true
+		}
+	}
+	if changed {
+		r.notify()
+	}
 }
 
 // Changed returns a channel closed at the next change of any pool's set of
@@ -119,11 +153,15 @@ func (r *Router) Table(k queue.Key) *Table {
 	defer r.mu.Unlock()
 	t, ok := r.tables[k]
 	if !ok {
-		t = &Table{router: r, key: k, triggers: map[string]*entry{}, logged: map[uint64]bool{},
-			log: r.o.Logger.WithFields(logrus.Fields{"organization": k.Org, "poolID": k.ID})}
+		t = r.newTableLocked(k)
 		r.tables[k] = t
 	}
 	return t
+}
+
+func (r *Router) newTableLocked(k queue.Key) *Table {
+	return &Table{router: r, key: k, triggers: map[string]*entry{}, logged: map[uint64]bool{},
+		log: r.o.Logger.WithFields(logrus.Fields{"organization": k.Org, "poolID": k.ID})}
 }
 
 // Tables lists the tables, by organization and pool id.
@@ -174,6 +212,7 @@ type Table struct {
 	planVersion uint64
 	planHeld    bool
 	logged      map[uint64]bool // unroutable jobs already logged
+	owners      uint64          // Given: the version of the pods agents were matched against
 }
 
 type entry struct {
@@ -186,11 +225,54 @@ type entry struct {
 // Key is the table's pool.
 func (tb *Table) Key() queue.Key { return tb.key }
 
+// set replaces the table's triggers (Options.Given) and reports whether
+// the set changed.
+func (tb *Table) set(triggers []Trigger, owners uint64) bool {
+	now := tb.router.o.Now()
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	changed := owners != tb.owners
+	tb.owners = owners
+	seen := make(map[string]bool, len(triggers))
+	for _, t := range triggers {
+		seen[t.ID] = true
+		e, ok := tb.triggers[t.ID]
+		fields := logrus.Fields{"trigger": t.Label(), "filter": t.Filter, "priority": t.Priority, "shared": t.Shared}
+		switch {
+		case !ok:
+			tb.log.WithFields(fields).Info("a ScaledJob's trigger uses the pool; routing its jobs")
+			tb.triggers[t.ID] = &entry{t: t, lastSeen: now, pollStart: now}
+			changed = true
+		case e.t.Digest != t.Digest:
+			tb.log.WithFields(fields).Info("a ScaledJob's trigger changed; routing with its new metadata")
+			e.t = t
+			changed = true
+		default:
+			e.t = t // the same metadata; its agent ownership may be newer
+		}
+	}
+	for id, e := range tb.triggers {
+		if !seen[id] {
+			tb.log.WithField("trigger", e.t.Label()).Info("a ScaledJob's trigger no longer uses the pool; its jobs go to the others")
+			delete(tb.triggers, id)
+			changed = true
+		}
+	}
+	if changed {
+		tb.version++
+	}
+	return changed
+}
+
 // Observe records a call from a trigger: a new trigger joins the pool's
-// set, a known one is marked as seen.
+// set, a known one is marked as seen. With Options.Given it only marks the
+// call: the cluster, not callers, says which triggers exist.
 func (tb *Table) Observe(t Trigger) {
 	now := tb.router.o.Now()
 	tb.router.called(now)
+	if tb.router.o.Given {
+		return
+	}
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	e, ok := tb.triggers[t.ID]
@@ -223,8 +305,12 @@ func (tb *Table) forgetAfter(e *entry) time.Duration {
 	return min(max(time.Duration(o.ForgetAfterPolls)*e.interval, o.ForgetMin), o.ForgetMax)
 }
 
-// pruneLocked forgets the triggers that stopped asking.
+// pruneLocked forgets the triggers that stopped asking (not with
+// Options.Given: a ScaledJob's trigger lives as long as the ScaledJob).
 func (tb *Table) pruneLocked(now time.Time) {
+	if tb.router.o.Given {
+		return
+	}
 	for id, e := range tb.triggers {
 		if silent := now.Sub(e.lastSeen); silent > tb.forgetAfter(e) {
 			delete(tb.triggers, id)

@@ -232,3 +232,43 @@ func TestEditedScaledJobReplacesItsTrigger(t *testing.T) {
 		t.Error("the edit is not logged")
 	}
 }
+
+// With Given triggers (--read-cluster) the set is the cluster's: calls add
+// nothing, silence forgets nothing, there is no warm-up, and a trigger that
+// leaves the set leaves routing at once.
+func TestGivenTriggersAreTheClustersOnly(t *testing.T) {
+	r, c, _ := newTestRouter(Options{Given: true, Warmup: time.Hour, ForgetMin: time.Second, ForgetMax: time.Second})
+	k := queue.Key{Org: "contoso", ID: 7}
+	linux := Trigger{ID: "team-a/linux", Namespace: "team-a", Name: "linux", Digest: "1", InFlight: true}
+	other := Trigger{ID: "team-b/linux", Namespace: "team-b", Name: "linux", Digest: "1", InFlight: true}
+	changed := r.Changed()
+	r.SetTriggers(map[queue.Key][]Trigger{k: {linux, other}}, 1)
+	select {
+	case <-changed:
+	default:
+		t.Fatal("a new trigger set did not signal a change (the placeholder keeper waits for it)")
+	}
+	tb := r.Table(k)
+	poll(tb, c, Trigger{ID: "team-x/intruder", Namespace: "team-x", Name: "intruder", Digest: "9", Priority: 1000})
+	c.Add(time.Hour) // far past ForgetMax and the warm-up
+	snap := snapshot(queue.Job{ID: 1})
+	if p := tb.Plan(snap); len(p.Triggers) != 2 || p.Count("team-a/linux") != 1 || p.Count("team-x/intruder") != 0 {
+		t.Fatalf("triggers %v, counts a=%d intruder=%d", p.Triggers, p.Count("team-a/linux"), p.Count("team-x/intruder"))
+	}
+	// No warm-up hold even right after start: a fresh router answers at once.
+	r2, _, _ := newTestRouter(Options{Given: true, Warmup: time.Hour})
+	r2.SetTriggers(map[queue.Key][]Trigger{k: {linux}}, 1)
+	if n := r2.Table(k).Plan(snap).Count("team-a/linux"); n != 1 {
+		t.Fatalf("given triggers held by a warm-up: count %d", n)
+	}
+	// team-a/linux's ScaledJob is deleted: the job goes to team-b at once.
+	r.SetTriggers(map[queue.Key][]Trigger{k: {other}}, 1)
+	if p := tb.Plan(snap); p.Count("team-b/linux") != 1 || len(p.Triggers) != 1 {
+		t.Fatalf("after the deletion: %v", p.Triggers)
+	}
+	// A pool no ScaledJob uses any more has no triggers.
+	r.SetTriggers(map[queue.Key][]Trigger{}, 1)
+	if len(tb.Triggers()) != 0 {
+		t.Fatalf("left over: %v", tb.Triggers())
+	}
+}

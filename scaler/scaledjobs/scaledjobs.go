@@ -133,18 +133,34 @@ type Pod struct {
 // DevOps compares them). An agent named after no known pod, or after pods
 // of two namespaces, is nobody's: a static agent, or one the scaler cannot
 // tell apart. That is never a guess from the name's shape.
-func Owner(pods []Pod, agent string) (Ref, bool) {
-	var owner Ref
-	found := false
+func Owner(pods []Pod, agent string) (Ref, bool) { return NewOwners(pods).Of(agent) }
+
+// Owners answers Owner for many agents: an index of pods by name.
+type Owners struct {
+	byName map[string]Ref // lower-cased pod name -> its ScaledJob
+	twice  map[string]bool
+}
+
+// NewOwners indexes pods.
+func NewOwners(pods []Pod) Owners {
+	o := Owners{byName: make(map[string]Ref, len(pods)), twice: map[string]bool{}}
 	for _, p := range pods {
-		if !strings.EqualFold(p.Name, agent) {
-			continue
+		name := strings.ToLower(p.Name)
+		ref := Ref{Namespace: p.Namespace, Name: p.ScaledJob}
+		if prev, ok := o.byName[name]; ok && prev != ref {
+			o.twice[name] = true
 		}
-		o := Ref{Namespace: p.Namespace, Name: p.ScaledJob}
-		if found && o != owner {
-			return Ref{}, false
-		}
-		owner, found = o, true
+		o.byName[name] = ref
 	}
-	return owner, found
+	return o
+}
+
+// Of is the ScaledJob whose pod the agent is (see Owner).
+func (o Owners) Of(agent string) (Ref, bool) {
+	name := strings.ToLower(agent)
+	ref, ok := o.byName[name]
+	if !ok || o.twice[name] {
+		return Ref{}, false
+	}
+	return ref, true
 }

@@ -34,6 +34,7 @@ type env struct {
 	logs   *syncbuf.Buffer
 	reg    *pools.Registry
 	svc    *service.Service
+	router *routing.Router
 }
 
 type orgSpec struct {
@@ -46,6 +47,7 @@ type envOptions struct {
 	now                  func() time.Time // the registry's clock; default time.Now
 	cfg                  func(*config.File)
 	routing              routing.Options
+	verify               bool // triggers from SyncTriggers (--read-cluster), callers verified
 }
 
 // newEnv starts a fake with the given organizations, and a scaler
@@ -92,7 +94,9 @@ func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fake
 	reg := pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: o.refresh, StaleAfter: o.stale, IdleAfter: o.idle,
 		MinRefresh: o.minRefresh, Now: o.now, Logger: log})
 	o.routing.Logger = log
-	svc := service.New(reg, cfg, cfg, service.Options{Logger: log, FirstAnswerWait: 3 * time.Second, Router: routing.NewRouter(o.routing)})
+	o.routing.Given = o.verify
+	router := routing.NewRouter(o.routing)
+	svc := service.New(reg, cfg, cfg, service.Options{Logger: log, FirstAnswerWait: 3 * time.Second, Router: router, Verify: o.verify})
 	server := grpc.NewServer()
 	pb.RegisterExternalScalerServer(server, svc)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -106,7 +110,7 @@ func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fake
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &env{t: t, fake: fake, cfg: cfg, client: pb.NewExternalScalerClient(conn), conn: conn, logs: logs, reg: reg, svc: svc}, fakes
+	return &env{t: t, fake: fake, cfg: cfg, client: pb.NewExternalScalerClient(conn), conn: conn, logs: logs, reg: reg, svc: svc, router: router}, fakes
 }
 
 var _ = logrus.InfoLevel

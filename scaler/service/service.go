@@ -15,6 +15,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
@@ -25,6 +28,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/scaledjobs"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/trigger"
 )
 
@@ -51,6 +55,11 @@ type Options struct {
 	// Router routes each pool's jobs among its triggers; default: a router
 	// with default options.
 	Router *routing.Router
+	// Verify: the triggers are the ScaledJobs' (SyncTriggers, from the
+	// cluster) and the Router's are Given. A call is answered only for a
+	// known ScaledJob's trigger with the very same metadata; any other call
+	// is refused and changes nothing: no trigger, no parent, no pool in use.
+	Verify bool
 }
 
 // Service is KEDA's ExternalScaler.
@@ -62,6 +71,10 @@ type Service struct {
 	opts     Options
 	log      logrus.FieldLogger
 	specs    *specCache
+
+	mu     sync.Mutex
+	known  map[string]string // Verify: namespace/name -> canonical metadata of its trigger
+	logged map[string]string // Verify: a trigger's problem already logged
 }
 
 // New builds the service.
@@ -78,7 +91,8 @@ func New(registry *pools.Registry, orgs trigger.Organizations, access Access, o 
 	if o.Router == nil {
 		o.Router = routing.NewRouter(routing.Options{Logger: o.Logger})
 	}
-	return &Service{registry: registry, orgs: orgs, access: access, opts: o, log: o.Logger, specs: newSpecCache(4096)}
+	return &Service{registry: registry, orgs: orgs, access: access, opts: o, log: o.Logger, specs: newSpecCache(4096),
+		known: map[string]string{}, logged: map[string]string{}}
 }
 
 // target is a resolved trigger: its spec, pool, poller and routing table.
@@ -98,7 +112,11 @@ func (s *Service) resolve(ctx context.Context, ref *pb.ScaledObjectRef) (*target
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if spec.Parent != "" && s.opts.OnParent != nil {
+	if s.opts.Verify {
+		if err := s.verify(ref, key); err != nil {
+			return nil, err
+		}
+	} else if spec.Parent != "" && s.opts.OnParent != nil {
 		s.opts.OnParent(spec.Organization, spec.Parent)
 	}
 	ctx, cancel := s.bound(ctx)
@@ -122,6 +140,101 @@ func (s *Service) resolve(ctx context.Context, ref *pb.ScaledObjectRef) (*target
 	table := s.opts.Router.Table(pool.Key)
 	table.Observe(rt)
 	return &target{spec: spec, pool: pool, poller: poller, table: table, triggerID: rt.ID}, nil
+}
+
+// verify refuses a call that is not a known ScaledJob's trigger with the
+// same metadata (Options.Verify).
+func (s *Service) verify(ref *pb.ScaledObjectRef, key string) error {
+	id := ref.Namespace + "/" + ref.Name
+	s.mu.Lock()
+	want, ok := s.known[id]
+	s.mu.Unlock()
+	switch {
+	case !ok:
+		return status.Errorf(codes.NotFound, "no ScaledJob %s with a usable external trigger pointing at this scaler (--scaler-address) is known: "+
+			"this call changes nothing", id)
+	case want != key:
+		return status.Errorf(codes.PermissionDenied, "the metadata of this call is not that of ScaledJob %s's trigger for this scaler: "+
+			"this call changes nothing", id)
+	}
+	return nil
+}
+
+// SyncTriggers makes the given ScaledJob triggers the only ones
+// (Options.Verify): each is parsed, its pool looked up and checked against
+// allowedNamespaces, its pool polled, its parent kept from the sweeper, and
+// its agents are those named after its pods (owners, version ownersVersion
+// changes whenever they do). A trigger that cannot be used is left out and
+// logged once with the reason; a pool that cannot be looked up right now
+// keeps the trigger's last known pool. It returns the number of triggers
+// routed.
+func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target, owners scaledjobs.Owners, ownersVersion uint64) int {
+	sets := map[queue.Key][]routing.Trigger{}
+	known := map[string]string{}
+	problems := map[string]string{}
+	routed := 0
+	for _, t := range targets {
+		ref := &pb.ScaledObjectRef{Namespace: t.ScaledJob.Namespace, Name: t.ScaledJob.Name, ScalerMetadata: t.Trigger.Metadata}
+		id := t.ScaledJob.String()
+		if k := fromEnvKey(t.Trigger.Metadata); k != "" {
+			problems[id] = fmt.Sprintf("metadata key %q is resolved by KEDA from the pod and cannot be checked against the ScaledJob; "+
+				"with --read-cluster use organization: NAME (or organizationURL) instead", k)
+			continue
+		}
+		spec, key, err := s.specs.parse(t.Trigger.Metadata, s.orgs)
+		if err != nil {
+			problems[id] = err.Error()
+			continue
+		}
+		rctx, cancel := s.bound(ctx)
+		pool, err := s.registry.Resolve(rctx, spec.Organization, spec.PoolName, spec.PoolID)
+		cancel()
+		if err != nil {
+			problems[id] = "looking up its agent pool: " + err.Error()
+			continue
+		}
+		if !s.access.Allowed(pool, t.ScaledJob.Namespace) {
+			problems[id] = fmt.Sprintf("namespace %q may not use agent pool %q (allowedNamespaces)", t.ScaledJob.Namespace, pool.Name)
+			continue
+		}
+		if _, err := s.registry.Poller(pool); err != nil {
+			problems[id] = err.Error()
+			continue
+		}
+		if spec.Parent != "" && s.opts.OnParent != nil {
+			s.opts.OnParent(spec.Organization, spec.Parent)
+		}
+		rt := routingTrigger(ref, spec, key)
+		if spec.AgentPattern == "" {
+			self := t.ScaledJob
+			rt.OwnsAgent = func(agent string) bool { o, ok := owners.Of(agent); return ok && o == self }
+		}
+		sets[pool.Key] = append(sets[pool.Key], rt)
+		known[id] = key
+		routed++
+	}
+	s.opts.Router.SetTriggers(sets, ownersVersion)
+	s.mu.Lock()
+	s.known = known
+	for id, why := range problems {
+		if s.logged[id] != why {
+			s.log.WithFields(logrus.Fields{"scaledJob": id}).Warn("this ScaledJob's trigger is not routed: " + why)
+		}
+	}
+	s.logged = problems
+	s.mu.Unlock()
+	return routed
+}
+
+// fromEnvKey is a metadata key KEDA resolves from the pod's environment
+// before each call ("" when there is none).
+func fromEnvKey(md map[string]string) string {
+	for k := range md {
+		if strings.HasSuffix(k, "FromEnv") {
+			return k
+		}
+	}
+	return ""
 }
 
 // routingTrigger is the trigger as routing sees it: the ScaledJob's

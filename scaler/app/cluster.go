@@ -1,0 +1,85 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/cluster"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/scaledjobs"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/service"
+)
+
+// clusterSyncTimeout bounds the wait for the first list of ScaledJobs and
+// pods at start-up.
+const clusterSyncTimeout = time.Minute
+
+// startClusterReader reads the ScaledJobs and their pods (--read-cluster)
+// and keeps the service's triggers in step with them. It returns after the
+// first sync, so that the scaler is ready only once it knows every trigger:
+// no warm-up, and the same triggers on every replica.
+func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.Service, log logrus.FieldLogger) error {
+	cfg, err := kubeConfig(flags)
+	if err != nil {
+		return fmt.Errorf("--read-cluster needs a Kubernetes API (in a cluster, or --kubeconfig): %w", err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	r, err := cluster.New(cluster.Options{Client: client, Dynamic: dyn, Namespaces: flags.WatchNS, Logger: log})
+	if err != nil {
+		return err
+	}
+	r.Start(ctx)
+	waitCtx, cancel := context.WithTimeout(ctx, clusterSyncTimeout)
+	defer cancel()
+	if err := r.WaitSynced(waitCtx); err != nil {
+		return err
+	}
+	var version uint64
+	sync := func() {
+		version++
+		changed := r.Changed() // before reading: a change during the sync is seen by the next
+		n := svc.SyncTriggers(ctx, scaledjobs.Targets(r.ScaledJobs(), flags.ScalerAddresses), scaledjobs.NewOwners(r.Pods()), version)
+		log.WithFields(logrus.Fields{"component": "cluster", "triggers": n}).Debug("triggers synced from the cluster's ScaledJobs")
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		}
+	}
+	// The first sync happens before the scaler is ready; later ones follow
+	// every change, at most one per debounce, so that a burst of pod events
+	// costs one sync.
+	version++
+	first := r.Changed()
+	svc.SyncTriggers(ctx, scaledjobs.Targets(r.ScaledJobs(), flags.ScalerAddresses), scaledjobs.NewOwners(r.Pods()), version)
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-first:
+		}
+		const debounce = 200 * time.Millisecond
+		for ctx.Err() == nil {
+			t := time.NewTimer(debounce)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			sync()
+		}
+	}()
+	return nil
+}
