@@ -193,6 +193,10 @@ func StartScaler(name, logDir string, extraArgs ...string) (*Scaler, error) {
 		return nil, err
 	}
 	s := &Scaler{Name: name, Addr: fmt.Sprintf("127.0.0.1:%d", grpcPort), HTTPAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), logDir: logDir}
+	if slices.Contains(extraArgs, "--read-cluster") {
+		// ScaledJobs reach this scaler at its loopback address.
+		extraArgs = append(extraArgs, "--scaler-address="+s.Addr, "--kubeconfig="+env.cluster.Kubeconfig)
+	}
 	s.args = append([]string{
 		"--config", filepath.Join(dir, "config.yaml"),
 		"--grpc-addr", s.Addr, "--http-addr", s.HTTPAddr,
@@ -457,6 +461,8 @@ func waitReconciled(t *testing.T, namespace string, names ...string) {
 // leaves, and its Job completes too, as start.sh does.
 type podSim struct {
 	ns         string
+	more       []string // further namespaces it plays the pods of
+	pods       bool     // create each Job's Pod object, labelled as KEDA and the Job controller label it, and delete it when it ends
 	org        *fakeazdo.Org
 	pool       int
 	caps       map[string]map[string]string // by ScaledJob
@@ -472,6 +478,8 @@ type podSim struct {
 }
 
 type simAgent struct {
+	ns         string
+	pod        string
 	job        string // the Kubernetes Job
 	scaledJob  string
 	idle       time.Duration
@@ -496,18 +504,22 @@ func startPodSim(t *testing.T, s *podSim) {
 
 func (s *podSim) step(t *testing.T) {
 	var l batchv1.JobList
-	if err := env.kube.List(context.Background(), &l, ctrlclient.InNamespace(s.ns)); err != nil {
-		return
+	for _, ns := range append([]string{s.ns}, s.more...) {
+		var one batchv1.JobList
+		if err := env.kube.List(context.Background(), &one, ctrlclient.InNamespace(ns)); err != nil {
+			return
+		}
+		l.Items = append(l.Items, one.Items...)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
 	for _, j := range l.Items {
 		sj := j.Labels["scaledjob.keda.sh/name"]
-		if _, ok := s.seen[j.Name]; ok || finished(j) || s.caps[sj] == nil {
+		if _, ok := s.seen[j.Namespace+"/"+j.Name]; ok || finished(j) || s.caps[sj] == nil {
 			continue
 		}
-		s.seen[j.Name] = now
+		s.seen[j.Namespace+"/"+j.Name] = now
 		s.created++
 		go func(j batchv1.Job) { // the pod starts, its agent registers
 			time.Sleep(s.startDelay)
@@ -522,9 +534,19 @@ func (s *podSim) step(t *testing.T) {
 				}
 			}
 			pod := j.Name + "-" + randomName(5)
+			if s.pods {
+				p := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Namespace: j.Namespace, Name: pod,
+						Labels: map[string]string{"scaledjob.keda.sh/name": sj, "batch.kubernetes.io/job-name": j.Name}},
+					Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "agent", Image: "localhost/agent:sim"}}},
+				}
+				if err := env.kube.Create(context.Background(), p); err != nil {
+					t.Errorf("creating pod %s/%s: %v", j.Namespace, pod, err)
+				}
+			}
 			id := s.org.AddAgent(s.pool, fakeazdo.Agent{Name: pod, Online: true, Capabilities: s.caps[sj]})
 			s.mu.Lock()
-			s.agents[id] = &simAgent{job: j.Name, scaledJob: sj, idle: idle, online: time.Now()}
+			s.agents[id] = &simAgent{ns: j.Namespace, pod: pod, job: j.Name, scaledJob: sj, idle: idle, online: time.Now()}
 			s.mu.Unlock()
 		}(j)
 	}
@@ -547,8 +569,11 @@ func (s *podSim) step(t *testing.T) {
 			t.Errorf("agent of %s: %v", a.job, err)
 		}
 		var j batchv1.Job
-		if err := env.kube.Get(context.Background(), ctrlclient.ObjectKey{Namespace: s.ns, Name: a.job}, &j); err == nil {
+		if err := env.kube.Get(context.Background(), ctrlclient.ObjectKey{Namespace: a.ns, Name: a.job}, &j); err == nil {
 			completeJob(t, j)
+		}
+		if s.pods {
+			_ = env.kube.Delete(context.Background(), &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: a.pod}})
 		}
 		delete(s.agents, id)
 	}

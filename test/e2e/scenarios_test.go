@@ -11,10 +11,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
+	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 )
 
 var (
@@ -608,4 +614,98 @@ func TestChartUpgradeKeepsRunningJobs(t *testing.T) {
 		t.Fatal("control: KEDA's immediate rollout kept the running Job, so this test could not tell the strategies apart")
 	}
 	record("12 upgrade: with rollout gradual the running Job survived helm upgrade and a new job got a Job from the new template; the control with immediate lost its running Job")
+}
+
+// Scenario 13 (issue #22 a and d): a scaler with --read-cluster serves two
+// namespaces that both install the pool chart as release linux-agents on
+// one pool, so both ScaledJobs, and every agent pod, have the same names.
+// team-a's pods run 3 long jobs; then team-b, with priority 1, gets 2 new
+// jobs. Pod identity gives team-a its 3 running jobs and team-b the 2
+// waiting ones: exactly one Job per queued job in both namespaces. (By name
+// shape, team-b, first by priority, was credited with team-a's running jobs
+// too and started 3 idle pods.) A call for a ScaledJob that does not exist
+// is refused and registers no placeholder.
+func TestReadClusterSameReleaseInTwoNamespaces(t *testing.T) {
+	nsA, nsB := "e2e-cluster-a", "e2e-cluster-b"
+	pool := env.contoso.AddPool("cluster")
+	cs, err := StartScaler("scaler-cluster", env.cluster.LogDir, "--read-cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Proc.Stop(10 * time.Second) })
+	install := func(ns string, priority int) {
+		vals := poolValues("contoso", "cluster", map[string]any{"capabilities": "Agent.OS=Linux,docker", "priority": priority})
+		vals["scaler"].(map[string]any)["address"] = cs.Addr
+		vals["azp"].(map[string]any)["idleTimeoutSeconds"] = 8 // a pod started for nothing leaves soon
+		helmInstall(t, "azdo-agent-pool", ns, "linux-agents", vals)
+		waitReconciled(t, ns, "linux-agents")
+	}
+	caps := map[string]map[string]string{"linux-agents": {"Agent.OS": "Linux", "docker": ""}}
+	sim := &podSim{ns: nsA, more: []string{nsB}, pods: true, org: env.contoso, pool: pool, caps: caps,
+		startDelay: time.Second, runFor: 25 * time.Second}
+	startPodSim(t, sim)
+
+	install(nsA, 0)
+	for range 3 {
+		env.contoso.QueueJob(pool, linuxJob)
+	}
+	waitFor(t, "team-a's 3 pods to take the 3 jobs", time.Minute, func() bool {
+		_, _, ranBy := sim.counts()
+		return len(ranBy) == 3
+	})
+	// The scaler answers from a snapshot up to --min-refresh-interval old: a
+	// ScaledJob created in that window would still see the 3 jobs waiting.
+	waitFor(t, "the scaler to see the 3 jobs running", time.Minute, func() bool {
+		n, err := cs.Metric("azdo_keda_scaler_pool_jobs", `pool="cluster"`, `state="running"`)
+		return err == nil && n == 3
+	})
+	install(nsB, 1)
+	for range 2 {
+		env.contoso.QueueJob(pool, linuxJob)
+	}
+	waitJobs(t, nsB, "linux-agents", 2, appear)
+	holdJobs(t, nsB, "linux-agents", 2, 3*pollingInterval) // not 5: team-a's running jobs are not team-b's
+	holdJobs(t, nsA, "linux-agents", 3, pollingInterval)
+	waitFor(t, "every job to finish and every pod to leave", 3*time.Minute, func() bool {
+		return len(env.contoso.UnfinishedJobs(pool)) == 0 && !sim.busy()
+	})
+	a, b := len(jobs(t, nsA, "linux-agents")), len(jobs(t, nsB, "linux-agents"))
+	created, idle, _ := sim.counts()
+	if a != 3 || b != 2 || idle != 0 {
+		t.Fatalf("Jobs: team-a %d for 3 jobs, team-b %d for 2 jobs (%d idle exits); want exactly 3 and 2, none idle", a, b, idle)
+	}
+
+	// A ScaledJob nobody created asks, with a template of its own.
+	conn, err := grpc.NewClient(cs.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	before := placeholderAgents(pool)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = pb.NewExternalScalerClient(conn).GetMetricSpec(ctx, &pb.ScaledObjectRef{Namespace: "e2e-cluster-x", Name: "ghost",
+		ScalerMetadata: map[string]string{"scalerAddress": cs.Addr, "poolName": "cluster", "organization": "contoso", "capabilities": "Agent.OS=Linux,ghost"}})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("a call for a ScaledJob that does not exist: %v, want NotFound", err)
+	}
+	holdFor := 3 * pollingInterval
+	time.Sleep(holdFor) // the keeper acts within a second of any change to the triggers
+	if after := placeholderAgents(pool); after != before {
+		t.Fatalf("placeholders %s before the refused call, %s after", before, after)
+	}
+	record("13 --read-cluster, release linux-agents in 2 namespaces on one pool: team-a 3 Jobs for its 3 jobs, team-b 2 for its 2 "+
+		"(%d Jobs for 5 jobs, %.2f per job, 0 idle); a call for a ScaledJob that does not exist: NotFound, placeholders unchanged (%s) after %s",
+		created, float64(created)/5, before, holdFor)
+}
+
+// placeholderAgents lists a pool's placeholder agents.
+func placeholderAgents(pool int) string {
+	var out []string
+	for _, n := range env.contoso.AgentNames(pool) {
+		if strings.Contains(n, "-placeholder-") {
+			out = append(out, n)
+		}
+	}
+	return fmt.Sprint(out)
 }
