@@ -48,6 +48,16 @@ type Trigger struct {
 	// Capabilities is the agent template of a capabilities trigger (nil
 	// otherwise): the placeholder keeper registers an agent with them.
 	Capabilities map[string]string
+	// Room is the most jobs the trigger may count, the Jobs KEDA runs at
+	// once for its ScaledJob (maxReplicaCount); 0: unknown, no limit. Its
+	// own running jobs use it first; waiting jobs beyond it go to the next
+	// trigger that accepts them.
+	Room int64
+}
+
+// full reports whether an exclusive trigger has counted all it has room for.
+func (t *Trigger) full(counts map[string]int) bool {
+	return t.Room > 0 && int64(counts[t.ID]) >= t.Room
 }
 
 func (t *Trigger) accepts(j *queue.Job) bool { return t.Accepts == nil || t.Accepts(j) }
@@ -66,6 +76,10 @@ const (
 	// Unroutable: no trigger of the pool accepts the waiting job; it waits
 	// until one does.
 	Unroutable = "no-trigger-accepts"
+	// NoRoom: triggers accept the waiting job, but each already counts as
+	// many jobs as its ScaledJob may run Jobs (maxReplicaCount); it waits
+	// until one has room.
+	NoRoom = "no-room"
 	// RunningOwn: the job runs on an agent that is one of the trigger's pods.
 	RunningOwn = "running-own-agent"
 	// RunningNotCounted: it runs on the trigger's agent, which has
@@ -115,8 +129,10 @@ func (p *Plan) Unroutable() []Assignment {
 //     exclusive trigger whose pods that agent is (when its scaleOnInFlight
 //     is on), and for no exclusive trigger when the agent is nobody's.
 //  2. A waiting job counts for exactly one exclusive trigger: of those
-//     whose filter accepts it, the highest priority, then the lowest rank
-//     (least capable template), then the smallest ID.
+//     whose filter accepts it and that have room (Trigger.Room, after its
+//     own running jobs and the waiting jobs queued before this one), the
+//     highest priority, then the lowest rank (least capable template),
+//     then the smallest ID. Waiting jobs are taken oldest first.
 //  3. Shared triggers count every job they accept, like KEDA's built-in
 //     scaler (running ones only with scaleOnInFlight).
 //
@@ -128,14 +144,25 @@ func Route(jobs []queue.Job, triggers []Trigger, holdWaiting bool) *Plan {
 	ordered := append([]Trigger(nil), triggers...)
 	sort.SliceStable(ordered, func(i, j int) bool { return less(&ordered[i], &ordered[j]) })
 	p := &Plan{Assignments: make([]Assignment, len(jobs)), Triggers: ordered, counts: make(map[string]int, len(ordered))}
+	// Running jobs first: they use their trigger's room before any waiting
+	// job does. Then waiting jobs, oldest first.
+	var waiting []int
+	for i := range jobs {
+		if jobs[i].Waiting() {
+			waiting = append(waiting, i)
+			continue
+		}
+		p.Assignments[i] = Assignment{Job: &jobs[i]}
+		routeRunning(&p.Assignments[i], ordered, p.counts)
+	}
+	sort.SliceStable(waiting, func(a, b int) bool { return olderFirst(&jobs[waiting[a]], &jobs[waiting[b]]) })
+	for _, i := range waiting {
+		p.Assignments[i] = Assignment{Job: &jobs[i], Waiting: true}
+		routeWaiting(&p.Assignments[i], ordered, holdWaiting, p.counts)
+	}
 	for i := range jobs {
 		j := &jobs[i]
-		r := Assignment{Job: j, Waiting: j.Waiting()}
-		if r.Waiting {
-			routeWaiting(&r, ordered, holdWaiting, p.counts)
-		} else {
-			routeRunning(&r, ordered, p.counts)
-		}
+		r := p.Assignments[i]
 		for k := range ordered {
 			t := &ordered[k]
 			if t.Shared && (r.Waiting || t.InFlight) && t.accepts(j) {
@@ -143,7 +170,7 @@ func Route(jobs []queue.Job, triggers []Trigger, holdWaiting bool) *Plan {
 				p.counts[t.ID]++
 			}
 		}
-		if r.Reason == Unroutable && len(r.Shared) > 0 {
+		if (r.Reason == Unroutable || r.Reason == NoRoom) && len(r.Shared) > 0 {
 			r.Reason = RoutedWaiting // a shared trigger will start a pod for it
 		}
 		p.Assignments[i] = r
@@ -151,11 +178,24 @@ func Route(jobs []queue.Job, triggers []Trigger, holdWaiting bool) *Plan {
 	return p
 }
 
+// olderFirst orders waiting jobs by queue time, then request id (Azure
+// DevOps hands a free agent the oldest job it can run).
+func olderFirst(a, b *queue.Job) bool {
+	if !a.QueuedAt.Equal(b.QueuedAt) {
+		return a.QueuedAt.Before(b.QueuedAt)
+	}
+	return a.ID < b.ID
+}
+
 func routeWaiting(r *Assignment, ordered []Trigger, hold bool, counts map[string]int) {
 	r.Reason = Unroutable
 	for k := range ordered {
 		t := &ordered[k]
 		if t.Shared || !t.accepts(r.Job) {
+			continue
+		}
+		if t.full(counts) {
+			r.Reason = NoRoom
 			continue
 		}
 		r.Owner = t.ID
@@ -224,6 +264,8 @@ func (p *Plan) Explain(r Assignment) string {
 		s = "waiting; would be counted by " + name(r.Owner) + ", held while the scaler learns the pool's triggers (--routing-warmup)"
 	case Unroutable:
 		s = fmt.Sprintf("waiting; none of the pool's %d trigger(s) accepts its demands %q", len(p.Triggers), r.Job.RawDemands)
+	case NoRoom:
+		s = "waiting; every trigger that accepts it already counts as many jobs as its ScaledJob's maxReplicaCount allows"
 	case RunningOwn:
 		s = "running on agent " + r.Job.Agent + ", a pod of " + name(r.Owner)
 	case RunningNotCounted:

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
@@ -259,4 +260,95 @@ func byID(ts []Trigger, id string) *Trigger {
 		}
 	}
 	return &Trigger{Accepts: func(*queue.Job) bool { return false }}
+}
+
+// Room (a ScaledJob's maxReplicaCount), over random pools: no trigger
+// counts more than its room unless its own running jobs alone do; a
+// waiting job waits for room only when every exclusive trigger that
+// accepts it is full; the jobs that wait are never older than those
+// counted; and the result still does not depend on trigger order.
+func TestRoomProperties(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	base := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	noRoomSeen := 0
+	for round := range 3000 {
+		jobs, triggers := randomPool(r, t)
+		for i := range jobs {
+			jobs[i].ID = uint64(i + 1)
+			jobs[i].QueuedAt = base.Add(time.Duration(r.IntN(20)) * time.Minute)
+		}
+		for i := range triggers {
+			triggers[i].Room = int64(r.IntN(5)) // 0: no limit
+		}
+		p := Route(jobs, triggers, false)
+		own := map[string]int{}
+		for _, a := range p.Assignments {
+			if a.Reason == RunningOwn {
+				own[a.Owner]++
+			}
+		}
+		for i := range triggers {
+			tr := &triggers[i]
+			if !tr.Shared && tr.Room > 0 && int64(p.Count(tr.ID)) > max(tr.Room, int64(own[tr.ID])) {
+				t.Fatalf("round %d: %s counts %d with room %d and %d own running", round, tr.ID, p.Count(tr.ID), tr.Room, own[tr.ID])
+			}
+		}
+		for _, a := range p.Assignments {
+			if a.Reason != NoRoom {
+				continue
+			}
+			noRoomSeen++
+			for i := range triggers {
+				tr := &triggers[i]
+				if tr.Shared || !tr.accepts(a.Job) {
+					continue
+				}
+				if tr.Room == 0 || int64(p.Count(tr.ID)) < tr.Room {
+					t.Fatalf("round %d: job %d waits for room, but %s accepts it and counts %d of %d", round, a.Job.ID, tr.ID, p.Count(tr.ID), tr.Room)
+				}
+				for _, b := range p.Assignments {
+					if b.Waiting && b.Owner == tr.ID && b.Reason == RoutedWaiting && olderFirst(a.Job, b.Job) {
+						t.Fatalf("round %d: %s counts job %d (queued %s) while older job %d (queued %s) waits for room",
+							round, tr.ID, b.Job.ID, b.Job.QueuedAt, a.Job.ID, a.Job.QueuedAt)
+					}
+				}
+			}
+		}
+		shuffled := append([]Trigger(nil), triggers...)
+		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		q := Route(jobs, shuffled, false)
+		for i := range p.Assignments {
+			if p.Assignments[i].Owner != q.Assignments[i].Owner || p.Assignments[i].Reason != q.Assignments[i].Reason {
+				t.Fatalf("round %d: job %d routed differently depending on trigger order", round, i)
+			}
+		}
+	}
+	if noRoomSeen == 0 {
+		t.Fatal("no job ever waited for room: the generator does not exercise the rule")
+	}
+}
+
+// A template at its maxReplicaCount overflows to the next one that can run
+// the job: GPU template full, so a plain job goes to the bigger template
+// rather than wait.
+func TestOverflowToTheNextCapableTemplate(t *testing.T) {
+	plain := capsTrigger(t, "plain", "Agent.OS=Linux")
+	docker := capsTrigger(t, "docker", "Agent.OS=Linux,docker")
+	plain.Room = 2
+	jobs := []queue.Job{
+		runningOn("plain-b2c4d-00001", "Agent.OS -equals Linux"),
+		waiting("Agent.OS -equals Linux"), waiting("Agent.OS -equals Linux"), waiting("Agent.OS -equals Linux"),
+	}
+	for i := range jobs {
+		jobs[i].ID = uint64(i + 1)
+	}
+	p := Route(jobs, []Trigger{plain, docker}, false)
+	if p.Count(plain.ID) != 2 || p.Count(docker.ID) != 2 {
+		t.Fatalf("plain %d (room 2, 1 running), docker %d; want 2 and 2", p.Count(plain.ID), p.Count(docker.ID))
+	}
+	docker.Room = 1
+	p = Route(jobs, []Trigger{plain, docker}, false)
+	if p.Count(docker.ID) != 1 || p.Assignments[3].Reason != NoRoom || !strings.Contains(p.Explain(p.Assignments[3]), "maxReplicaCount") {
+		t.Fatalf("both full: docker %d, last job %+v", p.Count(docker.ID), p.Assignments[3])
+	}
 }

@@ -205,6 +205,7 @@ func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target,
 			s.opts.OnParent(spec.Organization, spec.Parent)
 		}
 		rt := routingTrigger(ref, spec, key)
+		rt.Room = t.Room // KEDA runs at most this many Jobs for it: more jobs overflow
 		if spec.AgentPattern == "" {
 			self := t.ScaledJob
 			rt.OwnsAgent = func(agent string) bool { o, ok := owners.Of(agent); return ok && o == self }

@@ -171,3 +171,23 @@ func waitCount(t *testing.T, e *env, ns, name string, md map[string]string, want
 	}
 	t.Fatalf("%s/%s: %v (%v), want %v", ns, name, got, err, want)
 }
+
+// A ScaledJob at its maxReplicaCount: the jobs beyond its room go to the
+// next template that can run them instead of waiting for it.
+func TestJobsBeyondMaxReplicaCountOverflow(t *testing.T) {
+	e, orgs := newEnv(t, envOptions{verify: true}, orgSpec{"contoso", "pat-verify"})
+	org := orgs["contoso"]
+	pool := org.AddPool("linux")
+	for range 3 {
+		org.QueueJob(pool, fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux"}})
+	}
+	small := map[string]string{"poolName": "linux", "capabilities": "Agent.OS=Linux"}
+	big := map[string]string{"poolName": "linux", "capabilities": "Agent.OS=Linux,docker"}
+	targets := []scaledjobs.Target{clusterTarget("ns", "small", small), clusterTarget("ns", "big", big)}
+	targets[0].Room = 2 // maxReplicaCount: 2
+	e.svc.SyncTriggers(context.Background(), targets, scaledjobs.NewOwners(nil), 1)
+	waitCount(t, e, "ns", "small", small, 2)
+	if c, err := e.count("ns", "big", big); err != nil || c != 1 {
+		t.Fatalf("big: %v %v, want the 1 job small has no room for", c, err)
+	}
+}
