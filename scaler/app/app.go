@@ -32,6 +32,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/cluster"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/entra"
@@ -107,6 +108,7 @@ type Instance struct {
 
 	grpcServer *grpc.Server
 	service    *service.Service
+	cluster    *cluster.Reader // with --read-cluster
 	health     *health.Server
 	httpServer *http.Server
 	parents    *sweeper.Parents
@@ -256,7 +258,7 @@ func (inst *Instance) run(ctx context.Context, flags *config.Flags, m *metrics.M
 	inst.GRPCAddr, inst.HTTPAddr = grpcListener.Addr().String(), httpListener.Addr().String()
 	if flags.ReadCluster {
 		// Before serving: no call is judged against an empty set of triggers.
-		if err := startClusterReader(ctx, flags, inst.service, log); err != nil {
+		if inst.cluster, err = startClusterReader(ctx, flags, inst.service, log); err != nil {
 			grpcListener.Close()
 			httpListener.Close()
 			return err

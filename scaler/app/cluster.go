@@ -13,6 +13,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/scaledjobs"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/service"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/sweeper"
 )
 
 // clusterSyncTimeout bounds the wait for the first list of ScaledJobs and
@@ -23,28 +24,28 @@ const clusterSyncTimeout = time.Minute
 // and keeps the service's triggers in step with them. It returns after the
 // first sync, so that the scaler is ready only once it knows every trigger:
 // no warm-up, and the same triggers on every replica.
-func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.Service, log logrus.FieldLogger) error {
+func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.Service, log logrus.FieldLogger) (*cluster.Reader, error) {
 	cfg, err := kubeConfig(flags)
 	if err != nil {
-		return fmt.Errorf("--read-cluster needs a Kubernetes API (in a cluster, or --kubeconfig): %w", err)
+		return nil, fmt.Errorf("--read-cluster needs a Kubernetes API (in a cluster, or --kubeconfig): %w", err)
 	}
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dyn, err := dynamic.NewForConfig(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r, err := cluster.New(cluster.Options{Client: client, Dynamic: dyn, Namespaces: flags.WatchNS, Logger: log})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.Start(ctx)
 	waitCtx, cancel := context.WithTimeout(ctx, clusterSyncTimeout)
 	defer cancel()
 	if err := r.WaitSynced(waitCtx); err != nil {
-		return err
+		return nil, err
 	}
 	var version uint64
 	sync := func() {
@@ -81,5 +82,21 @@ func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.S
 			sync()
 		}
 	}()
-	return nil
+	return r, nil
+}
+
+// podStates returns, for the sweeper (--read-cluster), the state of the
+// pod each agent is named after, as the cluster reader knows it now.
+func (inst *Instance) podStates() func(agent string) sweeper.PodState {
+	owners := scaledjobs.NewOwners(inst.cluster.Pods())
+	return func(agent string) sweeper.PodState {
+		p, ok := owners.Pod(agent)
+		switch {
+		case !ok:
+			return sweeper.PodNone
+		case p.Gone:
+			return sweeper.PodGone
+		}
+		return sweeper.PodAlive
+	}
 }

@@ -56,9 +56,16 @@ func startSweeper(ctx context.Context, flags *config.Flags, inst *Instance, m *m
 			Protect: flags.SweepProtect, MaxDeletions: flags.SweepMaxDeletions},
 		DryRun: flags.SweepDryRun, Sources: sources, Parents: inst.parents, Observer: m, Logger: log, Journal: inst.journal,
 		IsPlaceholder: placeholders.Recognize(flags.PlaceholderPrefix),
-		Pools:         func(ctx context.Context) []queue.Pool { return poolsToSweep(ctx, inst, flags.SweepPools, log) },
+		Pools: func(ctx context.Context) []queue.Pool {
+			return poolsToSweep(ctx, inst, flags.SweepPoolGlobs(), flags.ReadCluster, log)
+		},
 	}
-	if flags.SweepAgentPattern == "*" && !flags.SweepDryRun {
+	if flags.ReadCluster {
+		// Exact: an agent goes only when its ScaledJob's pod is gone.
+		base.Rules.Exact = true
+		base.Pods = inst.podStates
+	}
+	if flags.SweepAgentPattern == "*" && !flags.SweepDryRun && !flags.ReadCluster {
 		log.Warn("--sweep-agent-pattern is \"*\": every offline agent of the swept pools may be removed; set it to your agent pods' names")
 	}
 	if !flags.LeaderElect {
@@ -85,11 +92,11 @@ func startSweeper(ctx context.Context, flags *config.Flags, inst *Instance, m *m
 }
 
 // poolsToSweep are the organization's self-hosted pools whose names match
-// --sweep-pools, listed from Azure DevOps at every sweep, and the pools the
-// config lists: the same on every replica, whichever KEDA talks to. An
-// organization whose pools cannot be listed is swept for its configured
-// pools only.
-func poolsToSweep(ctx context.Context, inst *Instance, globs []string, log logrus.FieldLogger) []queue.Pool {
+// globs (--sweep-pools), listed from Azure DevOps at every sweep, the pools
+// the config lists, and with inUse (--read-cluster) the pools ScaledJobs
+// use: the same on every replica, whichever KEDA talks to. Each pool once.
+// An organization whose pools cannot be listed is swept for the others.
+func poolsToSweep(ctx context.Context, inst *Instance, globs []string, inUse bool, log logrus.FieldLogger) []queue.Pool {
 	seen := map[queue.Key]bool{}
 	var out []queue.Pool
 	add := func(p queue.Pool) {
@@ -98,11 +105,21 @@ func poolsToSweep(ctx context.Context, inst *Instance, globs []string, log logru
 			out = append(out, p)
 		}
 	}
+	if inUse {
+		// Every ScaledJob's pool, from memory: the same on every replica.
+		for _, st := range inst.Registry.Statuses() {
+			add(st.Pool)
+		}
+	}
 	for _, o := range inst.Config.Organizations {
-		listed, err := inst.Clients[o.Name].SelfHostedPools(ctx)
+		var listed []queue.Pool
+		var err error
+		if len(globs) > 0 {
+			listed, err = inst.Clients[o.Name].SelfHostedPools(ctx)
+		}
 		if err != nil {
 			log.WithError(err).WithFields(logrus.Fields{"component": "sweeper", "organization": o.Name}).
-				Warn("listing the agent pools failed; sweeping only the pools the config lists")
+				Warn("listing the agent pools failed; sweeping only the pools in use and those the config lists")
 		}
 		for _, p := range listed {
 			if matchesAny(globs, p.Name) {

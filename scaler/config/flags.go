@@ -93,6 +93,16 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
+// SweepPoolGlobs are the globs of the pools the sweeper lists from Azure
+// DevOps: --sweep-pools, else every pool ("*") unless --read-cluster, where
+// the pools ScaledJobs use are swept without listing the organization.
+func (f *Flags) SweepPoolGlobs() []string {
+	if len(f.SweepPools) == 0 && !f.ReadCluster {
+		return []string{"*"}
+	}
+	return f.SweepPools
+}
+
 // EnvName is the environment variable of a flag: --stale-after is AZDO_STALE_AFTER.
 func EnvName(flagName string) string {
 	return "AZDO_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
@@ -126,7 +136,7 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.DurationVar(&f.SweepInterval, "sweep-interval", sweeper.DefaultInterval, "how often stale offline agents are removed; 0 disables the sweeper")
 	fs.DurationVar(&f.SweepOfflineFor, "sweep-offline-for", sweeper.DefaultOfflineFor, "remove an agent only after it has been offline this long")
 	fs.DurationVar(&f.SweepFinishedFor, "sweep-finished-for", sweeper.DefaultFinishedFor, "remove an agent that completed a job (a single-run pod's) after it has been offline this long")
-	fs.Var(&f.SweepPools, "sweep-pools", "globs of the self-hosted pools to sweep, listed from Azure DevOps (repeat or comma-separate; default *)")
+	fs.Var(&f.SweepPools, "sweep-pools", "globs of the self-hosted pools to sweep, listed from Azure DevOps at every sweep (repeat or comma-separate); default: * without --read-cluster, and with it only the pools ScaledJobs use (no listing of the organization)")
 	fs.StringVar(&f.SweepAgentPattern, "sweep-agent-pattern", sweeper.DefaultPattern, "glob of the agent names the sweeper may remove; the default matches KEDA's pod names, <scaledjob>-<5>-<5>")
 	fs.Var(&f.SweepProtect, "sweep-protect", "glob of agent names never removed (repeat or comma-separate)")
 	fs.IntVar(&f.SweepMaxDeletions, "sweep-max-deletions", sweeper.DefaultMaxDeletions, "most agents removed per pool per sweep")
@@ -205,9 +215,6 @@ func Parse(name string, args []string, getenv func(string) string, stderr io.Wri
 		return nil, envErr
 	}
 	f.PAT = getenv("AZDO_PAT")
-	if len(f.SweepPools) == 0 {
-		f.SweepPools = stringList{"*"}
-	}
 	return f, f.validate()
 }
 

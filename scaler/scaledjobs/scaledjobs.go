@@ -137,30 +137,39 @@ func Owner(pods []Pod, agent string) (Ref, bool) { return NewOwners(pods).Of(age
 
 // Owners answers Owner for many agents: an index of pods by name.
 type Owners struct {
-	byName map[string]Ref // lower-cased pod name -> its ScaledJob
+	byName map[string]Pod // lower-cased pod name -> the pod
 	twice  map[string]bool
 }
 
 // NewOwners indexes pods.
 func NewOwners(pods []Pod) Owners {
-	o := Owners{byName: make(map[string]Ref, len(pods)), twice: map[string]bool{}}
+	o := Owners{byName: make(map[string]Pod, len(pods)), twice: map[string]bool{}}
 	for _, p := range pods {
 		name := strings.ToLower(p.Name)
-		ref := Ref{Namespace: p.Namespace, Name: p.ScaledJob}
-		if prev, ok := o.byName[name]; ok && prev != ref {
+		if prev, ok := o.byName[name]; ok && prev.Ref != p.Ref {
 			o.twice[name] = true
 		}
-		o.byName[name] = ref
+		o.byName[name] = p
 	}
 	return o
 }
 
 // Of is the ScaledJob whose pod the agent is (see Owner).
 func (o Owners) Of(agent string) (Ref, bool) {
-	name := strings.ToLower(agent)
-	ref, ok := o.byName[name]
-	if !ok || o.twice[name] {
+	p, ok := o.Pod(agent)
+	if !ok {
 		return Ref{}, false
 	}
-	return ref, true
+	return Ref{Namespace: p.Namespace, Name: p.ScaledJob}, true
+}
+
+// Pod is the pod an agent is named after; false when there is none, or
+// pods of that name in two namespaces.
+func (o Owners) Pod(agent string) (Pod, bool) {
+	name := strings.ToLower(agent)
+	p, ok := o.byName[name]
+	if !ok || o.twice[name] {
+		return Pod{}, false
+	}
+	return p, true
 }

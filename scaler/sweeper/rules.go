@@ -24,7 +24,20 @@ type Agent struct {
 	CreatedOn       time.Time
 	Placeholder     bool // a placeholder agent (by name or marker capability)
 	Finished        bool // it completed a job: a single-run agent whose one job is done
+	Pod             PodState
 }
+
+// PodState is what the cluster says of the pod an agent is named after
+// (--read-cluster).
+type PodState int
+
+// Pod states.
+const (
+	PodUnknown PodState = iota // the sweeper was not told: the name rules apply
+	PodNone                    // named after no pod of a known ScaledJob: a static agent, or not ours
+	PodAlive                   // its pod exists and has not terminated
+	PodGone                    // its pod was deleted or has terminated: the agent can never come back
+)
 
 // Defaults of the sweeper's flags.
 const (
@@ -38,6 +51,10 @@ const (
 
 // Rules configure what may be deleted.
 type Rules struct {
+	// Exact (--read-cluster): an offline agent is deleted only when it is
+	// named after a pod of a known ScaledJob and that pod is gone; its
+	// name's shape, Pattern and the offline times decide nothing.
+	Exact bool
 	OfflineFor time.Duration // minimum time offline
 	// FinishedFor is the minimum time offline of an agent that completed a
 	// job (a single-run pod's agent is done after one): such agents go
@@ -61,6 +78,9 @@ const (
 	KeptProtected     = "protected"        // its name matches a Protect glob
 	KeptParent        = "parent"           // a trigger names it as parent
 	KeptDeletionLimit = "deletion-limit"   // stale, but MaxDeletions reached this sweep
+	ReasonPodGone     = "pod-gone"         // deleted (Exact): its ScaledJob's pod is gone, so it can never come back
+	KeptNotAPod       = "not-a-pod"        // kept (Exact): named after no pod of a known ScaledJob
+	KeptPodAlive      = "pod-alive"        // kept (Exact): its pod still exists
 )
 
 // Decision is what happens to one agent.
@@ -95,6 +115,13 @@ func Decide(agents []Agent, now time.Time, r Rules, parents map[string]bool) []D
 			d.Reason = KeptParent
 		case matchesAny(r.Protect, a.Name):
 			d.Reason = KeptProtected
+		case r.Exact && a.Pod == PodGone:
+			d.Delete, d.Reason = true, ReasonPodGone
+			stale = append(stale, len(out))
+		case r.Exact && a.Pod == PodAlive:
+			d.Reason = KeptPodAlive
+		case r.Exact:
+			d.Reason = KeptNotAPod
 		case !matches(r.Pattern, a.Name):
 			d.Reason = KeptPattern
 		case d.OfflineSince.IsZero() || d.OfflineSince.Year() <= 1:

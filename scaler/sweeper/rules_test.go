@@ -1,6 +1,8 @@
 package sweeper
 
 import (
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,5 +84,45 @@ func TestDeletionCapKeepsOldestFirst(t *testing.T) {
 		if d.Delete {
 			t.Fatal("MaxDeletions 0 must delete nothing")
 		}
+	}
+}
+
+// Exact (--read-cluster), over random agents: an agent is deleted only when
+// it is offline, idle, not a placeholder, parent or protected, and its pod
+// is gone; whatever its name's shape, an agent named after no pod (a static
+// VM agent called like a pod, rebooted for patching) is never deleted.
+func TestExactDeletesOnlyAgentsOfGonePods(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	exact := Rules{Exact: true, OfflineFor: time.Hour, FinishedFor: time.Hour, Pattern: "nothing-matches", Protect: []string{"keep-*"}, MaxDeletions: 1000}
+	names := []string{"prod-agent-win10", "linux-agents-x7k2p-b4c6d", "keep-linux-q9w8e-r5t6y", "build-vm-1", "gpu-aaaaa-bbbbb"}
+	deleted := 0
+	for round := range 2000 {
+		var agents []Agent
+		for i := range 1 + r.IntN(8) {
+			agents = append(agents, Agent{ID: i, Name: names[r.IntN(len(names))], Online: r.IntN(3) == 0, Assigned: r.IntN(4) == 0,
+				Placeholder: r.IntN(8) == 0, Finished: r.IntN(2) == 0, Pod: PodState(r.IntN(4)),
+				StatusChangedOn: now.Add(-time.Duration(r.IntN(120)) * time.Minute)})
+		}
+		parents := map[string]bool{}
+		if r.IntN(3) == 0 {
+			parents[names[r.IntN(len(names))]] = true
+		}
+		for _, d := range Decide(agents, now, exact, parents) {
+			a := d.Agent
+			may := !a.Online && !a.Assigned && !a.Placeholder && !parents[a.Name] && !strings.HasPrefix(a.Name, "keep-") && a.Pod == PodGone
+			if d.Delete != may {
+				t.Fatalf("round %d: %+v: delete=%v (%s), want %v", round, a, d.Delete, d.Reason, may)
+			}
+			if d.Delete {
+				deleted++
+			}
+			onlyThePodDecides := !a.Online && !a.Assigned && !a.Placeholder && !parents[a.Name] && !strings.HasPrefix(a.Name, "keep-")
+			if onlyThePodDecides && a.Pod == PodNone && d.Reason != KeptNotAPod {
+				t.Fatalf("round %d: a static agent kept for %q, want %q", round, d.Reason, KeptNotAPod)
+			}
+		}
+	}
+	if deleted == 0 {
+		t.Fatal("nothing was ever deleted: the generator does not exercise the rule")
 	}
 }

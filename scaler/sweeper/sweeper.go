@@ -55,6 +55,10 @@ type Options struct {
 	Now      func() time.Time
 	// Journal receives each pool's last sweep (the status page). Nil: none.
 	Journal *Journal
+	// Pods (--read-cluster, with Rules.Exact) returns, once per pool
+	// sweep, the state of the pod each agent name is named after. Nil: the
+	// sweeper is not told (PodUnknown).
+	Pods func() func(agent string) PodState
 }
 
 // Sweeper removes stale offline agents.
@@ -140,6 +144,10 @@ func (s *Sweeper) sweepPool(ctx context.Context, p queue.Pool) Result {
 		res.Errors++
 		return res
 	}
+	podOf := func(string) PodState { return PodUnknown }
+	if s.o.Pods != nil {
+		podOf = s.o.Pods() // once per pool: the cluster's pods as they are now
+	}
 	agents := make([]Agent, 0, len(listed))
 	for _, a := range listed {
 		converted, ok := convert(a, s.o.IsPlaceholder)
@@ -150,6 +158,7 @@ func (s *Sweeper) sweepPool(ctx context.Context, p queue.Pool) Result {
 			res.Errors++
 			return res
 		}
+		converted.Pod = podOf(converted.Name)
 		agents = append(agents, converted)
 	}
 	now := s.o.Now()

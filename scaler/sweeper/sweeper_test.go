@@ -255,3 +255,35 @@ func TestPropertyNeverAWrongAgent(t *testing.T) {
 	}
 	t.Logf("%d agents in %d pools, %d of them deletable", len(expect), len(pools), deletable)
 }
+
+// Exact (--read-cluster) against the fake Azure DevOps: the agent of a
+// deleted pod goes at once; the agent of a living pod and a static agent
+// named exactly like a KEDA pod stay, however long they have been offline.
+func TestExactSweepRemovesOnlyAgentsOfGonePods(t *testing.T) {
+	f := newFixture(t)
+	pool := f.org.AddPool("p")
+	longAgo := time.Now().Add(-48 * time.Hour)
+	f.org.AddAgent(pool, fakeazdo.Agent{Name: "linux-agents-x7k2p-b4c6d", StatusChangedOn: time.Now()}) // pod deleted a moment ago
+	f.org.AddAgent(pool, fakeazdo.Agent{Name: "linux-agents-q9w8e-r5t6y", StatusChangedOn: longAgo})    // pod still there
+	f.org.AddAgent(pool, fakeazdo.Agent{Name: "prod-agent-win10", StatusChangedOn: longAgo})            // a static VM, rebooted
+	f.org.AddAgent(pool, fakeazdo.Agent{Name: "build-a1b2c-d3e4f", StatusChangedOn: longAgo})           // a static agent shaped like a pod
+	s := f.sweeper([]queue.Pool{{Key: queue.Key{Org: "contoso", ID: pool}, Name: "p"}},
+		Rules{Exact: true, OfflineFor: time.Hour, Pattern: "*-?????-?????", MaxDeletions: 10}, false, nil)
+	s.o.Pods = func() func(string) PodState {
+		return func(agent string) PodState {
+			switch agent {
+			case "linux-agents-x7k2p-b4c6d":
+				return PodGone
+			case "linux-agents-q9w8e-r5t6y":
+				return PodAlive
+			}
+			return PodNone
+		}
+	}
+	if res := s.SweepOnce(context.Background()); res.Deleted != 1 {
+		t.Fatalf("deleted %d, want 1", res.Deleted)
+	}
+	if got := fmt.Sprint(f.org.AgentNames(pool)); got != "[build-a1b2c-d3e4f linux-agents-q9w8e-r5t6y prod-agent-win10]" {
+		t.Fatalf("agents left: %s", got)
+	}
+}

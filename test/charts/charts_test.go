@@ -92,7 +92,7 @@ func TestScalerChart(t *testing.T) {
 					!maps.Equal(spread[0].LabelSelector.MatchLabels, d.Spec.Selector.MatchLabels) {
 					t.Errorf("default: replicas spread softly over nodes, got %+v", spread)
 				}
-				if !f.Placeholders || f.PlaceholderDryRun || f.SweepFinishedFor != 30*time.Second || !slices.Equal([]string(f.SweepPools), []string{"*"}) ||
+				if !f.Placeholders || f.PlaceholderDryRun || f.SweepFinishedFor != 30*time.Second || !slices.Equal(f.SweepPoolGlobs(), []string{"*"}) ||
 					f.SweepAgentPattern != "*-?????-?????" {
 					t.Errorf("defaults: placeholders on, finished agents after 30s, every pool, KEDA pod names; got %+v", f)
 				}

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/status"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
@@ -708,4 +710,58 @@ func placeholderAgents(pool int) string {
 		}
 	}
 	return fmt.Sprint(out)
+}
+
+// Scenario 14 (issue #22 f): with --read-cluster the sweeper removes the
+// agent of a ScaledJob's pod once the pod is deleted, and never a static
+// agent, even one named exactly like a KEDA pod, however long offline.
+func TestReadClusterSweeperIsExact(t *testing.T) {
+	ns := "e2e-cluster-sweep"
+	pool := env.contoso.AddPool("cluster-sweep")
+	cs, err := StartScaler("scaler-cluster-sweep", env.cluster.LogDir, "--read-cluster", "--sweep-interval=1s", "--placeholders=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Proc.Stop(10 * time.Second) })
+	vals := poolValues("contoso", "cluster-sweep", linuxCaps)
+	vals["scaler"].(map[string]any)["address"] = cs.Addr
+	helmInstall(t, "azdo-agent-pool", ns, "linux-agents", vals)
+	waitReconciled(t, ns, "linux-agents")
+
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "linux-agents-x7k2p-b4c6d",
+			Labels: map[string]string{"scaledjob.keda.sh/name": "linux-agents", "batch.kubernetes.io/job-name": "linux-agents-x7k2p"}},
+		Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "agent", Image: "localhost/agent:sim"}}},
+	}
+	if err := env.kube.Create(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	longAgo := time.Now().Add(-48 * time.Hour)
+	env.contoso.AddAgent(pool, fakeazdo.Agent{Name: pod.Name, StatusChangedOn: longAgo}) // offline, its pod alive
+	env.contoso.AddAgent(pool, fakeazdo.Agent{Name: "prod-agent-win10", StatusChangedOn: longAgo})
+	env.contoso.AddAgent(pool, fakeazdo.Agent{Name: "linux-agents-q9w8e-r5t6y", StatusChangedOn: longAgo}) // pod-shaped, no such pod
+
+	// The ScaledJob's pool is swept (every sweep); with its pod alive, nothing goes.
+	waitFor(t, "a sweep of the pool", time.Minute, func() bool {
+		kept, err1 := cs.Metric("azdo_keda_scaler_sweeper_agents_kept_total", `pool="cluster-sweep"`)
+		deleted, err2 := cs.Metric("azdo_keda_scaler_sweeper_agents_deleted_total", `pool="cluster-sweep"`)
+		return err1 == nil && err2 == nil && kept+deleted >= 3 // one decision per agent
+	})
+	if got := fmt.Sprint(env.contoso.AgentNames(pool)); got != "[linux-agents-q9w8e-r5t6y linux-agents-x7k2p-b4c6d prod-agent-win10]" {
+		t.Fatalf("after a sweep with the pod alive: agents %s, want all three", got)
+	}
+	if err := env.kube.Delete(context.Background(), pod); err != nil {
+		t.Fatal(err)
+	}
+	d := waitFor(t, "the agent of the deleted pod to be removed", time.Minute, func() bool {
+		return !slices.Contains(env.contoso.AgentNames(pool), pod.Name)
+	})
+	kept, _ := cs.Metric("azdo_keda_scaler_sweeper_agents_kept_total", `pool="cluster-sweep"`, `reason="not-a-pod"`)
+	time.Sleep(3 * time.Second) // three more sweeps
+	if got := fmt.Sprint(env.contoso.AgentNames(pool)); got != "[linux-agents-q9w8e-r5t6y prod-agent-win10]" {
+		t.Fatalf("agents left: %s, want the two static ones", got)
+	}
+	record("14 --read-cluster sweeper: the agent of a deleted pod removed %s after the pod was deleted (1s sweeps); "+
+		"a static agent and a pod-shaped agent of no pod, offline 48h, kept through %v not-a-pod decisions and 3 more sweeps",
+		d.Round(100*time.Millisecond), kept)
 }
