@@ -54,7 +54,7 @@ type Rules struct {
 	// Exact (--read-cluster): an offline agent is deleted only when it is
 	// named after a pod of a known ScaledJob and that pod is gone; its
 	// name's shape, Pattern and the offline times decide nothing.
-	Exact bool
+	Exact      bool
 	OfflineFor time.Duration // minimum time offline
 	// FinishedFor is the minimum time offline of an agent that completed a
 	// job (a single-run pod's agent is done after one): such agents go
