@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -64,7 +65,7 @@ func TestScalerChart(t *testing.T) {
 	}{
 		{
 			values:    "ci/minimal-values.yaml",
-			wantKinds: []string{"ConfigMap", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
 			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
 				if !f.SweepDryRun || !f.LeaderElect || f.SweepInterval == 0 {
 					t.Errorf("defaults: sweeper must run in dry run under leader election, got dryRun=%v leaderElect=%v interval=%v",
@@ -92,15 +93,16 @@ func TestScalerChart(t *testing.T) {
 					!maps.Equal(spread[0].LabelSelector.MatchLabels, d.Spec.Selector.MatchLabels) {
 					t.Errorf("default: replicas spread softly over nodes, got %+v", spread)
 				}
-				if !f.Placeholders || f.PlaceholderDryRun || f.SweepFinishedFor != 30*time.Second || !slices.Equal(f.SweepPoolGlobs(), []string{"*"}) ||
+				if !f.Placeholders || f.PlaceholderDryRun || f.SweepFinishedFor != 30*time.Second || len(f.SweepPoolGlobs()) != 0 ||
 					f.SweepAgentPattern != "*-?????-?????" {
-					t.Errorf("defaults: placeholders on, finished agents after 30s, every pool, KEDA pod names; got %+v", f)
+					t.Errorf("defaults: placeholders on, finished agents after 30s, the pools ScaledJobs use (no listing), KEDA pod names; got %+v", f)
 				}
+				checkReadCluster(t, f, objs, []string{"azdo-keda-scaler.keda-scalers.svc:6000", "azdo-keda-scaler.keda-scalers:6000"}, nil)
 			},
 		},
 		{
 			values:    "ci/multi-org-values.yaml",
-			wantKinds: []string{"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount", "ServiceMonitor"},
+			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount", "ServiceMonitor"},
 			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
 				if f.SweepDryRun || f.SweepAgentPattern != "*-agents-*" || !slices.Equal([]string(f.SweepProtect), []string{"template-*", "placeholder"}) {
 					t.Errorf("sweeper flags not from values: %+v", f)
@@ -122,19 +124,33 @@ func TestScalerChart(t *testing.T) {
 					t.Errorf("sweeper disabled but --sweep-interval=%v", f.SweepInterval)
 				}
 				if a := d.Spec.Template.Spec.AutomountServiceAccountToken; a == nil || *a {
-					t.Error("without leader election the pod needs no API token")
+					t.Error("without leader election and without reading the cluster the pod needs no API token")
+				}
+				if f.ReadCluster || len(f.ScalerAddresses) != 0 {
+					t.Errorf("cluster.read false: %+v", f)
 				}
 				mountedUnder(t, d.Spec.Template.Spec.Containers[0], f.TLSCertFile, f.TLSKeyFile, f.TLSClientCAFile)
 			},
 		},
 		{
+			values:    "ci/cluster-namespaces-values.yaml",
+			wantKinds: []string{"ConfigMap", "Deployment", "PodDisruptionBudget", "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding", "Service", "ServiceAccount"},
+			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
+				checkReadCluster(t, f, objs, []string{"azdo-keda-scaler.keda-scalers.svc:6000", "azdo-keda-scaler.keda-scalers:6000", "scaler.example.internal:6000"},
+					[]string{"team-a", "team-b"})
+				if a := d.Spec.Template.Spec.AutomountServiceAccountToken; a == nil || !*a {
+					t.Error("reading the cluster needs the service account token")
+				}
+			},
+		},
+		{
 			values:    "ci/entra-values.yaml",
-			wantKinds: []string{"ConfigMap", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
 			check:     checkEntra,
 		},
 		{
 			values: "ci/production-values.yaml",
-			wantKinds: []string{"ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule",
+			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule",
 				"Role", "RoleBinding", "Service", "ServiceAccount"},
 			check: checkProduction,
 		},
@@ -865,4 +881,43 @@ func readValues(t *testing.T, path string) map[string]any {
 		t.Fatal(err)
 	}
 	return v.AsMap()
+}
+
+// checkReadCluster: --read-cluster with the Service's addresses, and RBAC
+// that is exactly list and watch on KEDA's ScaledJobs and on pods, bound to
+// the scaler's service account: cluster-wide, or in each of namespaces.
+func checkReadCluster(t *testing.T, f *config.Flags, objs []Object, addresses, namespaces []string) {
+	t.Helper()
+	if !f.ReadCluster || !slices.Equal([]string(f.ScalerAddresses), addresses) || !slices.Equal([]string(f.WatchNS), namespaces) {
+		t.Errorf("--read-cluster flags: read=%v addresses=%v namespaces=%v; want addresses %v, namespaces %v",
+			f.ReadCluster, f.ScalerAddresses, f.WatchNS, addresses, namespaces)
+	}
+	want := []rbacv1.PolicyRule{
+		{APIGroups: []string{"keda.sh"}, Resources: []string{"scaledjobs"}, Verbs: []string{"list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
+	}
+	var granted []string
+	for _, o := range objs {
+		switch r := o.Typed.(type) {
+		case *rbacv1.ClusterRole:
+			if len(namespaces) > 0 || !reflect.DeepEqual(r.Rules, want) {
+				t.Errorf("ClusterRole %s: %+v", r.Name, r.Rules)
+			}
+			granted = append(granted, "cluster")
+		case *rbacv1.ClusterRoleBinding:
+			if r.RoleRef.Name != "azdo-keda-scaler-read-cluster" || len(r.Subjects) != 1 || r.Subjects[0].Name != "azdo-keda-scaler" {
+				t.Errorf("ClusterRoleBinding %+v", r)
+			}
+		case *rbacv1.Role:
+			if strings.HasSuffix(r.Name, "-read-cluster") {
+				if !reflect.DeepEqual(r.Rules, want) {
+					t.Errorf("Role %s/%s: %+v", r.Namespace, r.Name, r.Rules)
+				}
+				granted = append(granted, r.Namespace)
+			}
+		}
+	}
+	if len(namespaces) == 0 && !slices.Equal(granted, []string{"cluster"}) || len(namespaces) > 0 && !slices.Equal(granted, namespaces) {
+		t.Errorf("read access granted in %v, want %v", granted, namespaces)
+	}
 }
