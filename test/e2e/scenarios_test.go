@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -764,4 +765,104 @@ func TestReadClusterSweeperIsExact(t *testing.T) {
 	record("14 --read-cluster sweeper: the agent of a deleted pod removed %s after the pod was deleted (1s sweeps); "+
 		"a static agent and a pod-shaped agent of no pod, offline 48h, kept through %v not-a-pod decisions and 3 more sweeps",
 		d.Round(100*time.Millisecond), kept)
+}
+
+// Scenario 15 (issue #22 b): two scaler replicas, and KEDA's calls split
+// between them: ScaledJob plain points at one replica's address, docker at
+// the other's (per-team TLS material or a mesh balancing per request does
+// the same). Both read every ScaledJob that points at either address, as
+// every replica of the chart shares its Service's names, so each routes
+// among both: one Job per job. (Learning from calls, the docker replica
+// would count the plain jobs too.)
+func TestReadClusterTwoReplicasSplitCalls(t *testing.T) {
+	ns := "e2e-cluster-replicas"
+	pool := env.contoso.AddPool("cluster-replicas")
+	r1, err := StartScaler("scaler-replica-1", env.cluster.LogDir, "--read-cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r1.Proc.Stop(10 * time.Second) })
+	r2, err := StartScaler("scaler-replica-2", env.cluster.LogDir, "--read-cluster", "--scaler-address="+r1.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r2.Proc.Stop(10 * time.Second) })
+	r1.Proc.Stop(10 * time.Second) // now that r2's address is known, r1 learns it too
+	r1.args = append(r1.args, "--scaler-address="+r2.Addr)
+	if err := r1.Start(); err != nil {
+		t.Fatal(err)
+	}
+	caps := map[string]map[string]string{}
+	for _, tpl := range []struct{ name, caps, addr string }{{"plain", "Agent.OS=Linux", r1.Addr}, {"docker", "Agent.OS=Linux,docker", r2.Addr}} {
+		vals := poolValues("contoso", "cluster-replicas", map[string]any{"capabilities": tpl.caps})
+		vals["scaler"].(map[string]any)["address"] = tpl.addr
+		vals["azp"].(map[string]any)["idleTimeoutSeconds"] = 8
+		helmInstall(t, "azdo-agent-pool", ns, tpl.name, vals)
+		caps[tpl.name] = map[string]string{}
+		for _, c := range strings.Split(tpl.caps, ",") {
+			k, v, _ := strings.Cut(c, "=")
+			caps[tpl.name][k] = v
+		}
+	}
+	waitReconciled(t, ns, "plain", "docker")
+	sim := &podSim{ns: ns, pods: true, org: env.contoso, pool: pool, caps: caps, startDelay: time.Second, runFor: 3 * time.Second}
+	startPodSim(t, sim)
+	plainJob := fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux"}}
+	for _, stage := range []struct {
+		job fakeazdo.Job
+		n   int
+	}{{plainJob, 3}, {linuxJob, 2}} {
+		for range stage.n {
+			env.contoso.QueueJob(pool, stage.job)
+		}
+		waitFor(t, "every job finished and every pod gone", 2*time.Minute, func() bool {
+			return len(env.contoso.UnfinishedJobs(pool)) == 0 && !sim.busy()
+		})
+	}
+	created, idle, ranBy := sim.counts()
+	plain, docker := len(jobs(t, ns, "plain")), len(jobs(t, ns, "docker"))
+	if created != 5 || idle != 0 || plain != 3 || docker != 2 {
+		t.Fatalf("%d Jobs for 5 jobs (plain %d for 3, docker %d for 2, %d idle exits); want exactly 3 and 2", created, plain, docker, idle)
+	}
+	for req, sj := range ranBy {
+		want := "plain"
+		if len(env.contoso.JobDemands(req)) == 2 {
+			want = "docker"
+		}
+		if sj != want {
+			t.Errorf("job %d ran on a %s pod, want %s", req, sj, want)
+		}
+	}
+	record("15 --read-cluster, 2 replicas, plain's calls to one and docker's to the other: 3 plain jobs -> 3 plain Jobs, 2 docker jobs -> 2 docker Jobs (1.00 per job, 0 idle)")
+}
+
+// Scenario 16 (issue #22 e): a ScaledJob deleted while its jobs wait: they
+// are counted by the other template that can run them at once, and KEDA
+// makes its Jobs within a poll and a refresh.
+func TestReadClusterDeletedScaledJobsJobsMove(t *testing.T) {
+	ns := "e2e-cluster-delete"
+	pool := env.contoso.AddPool("cluster-delete")
+	cs, err := StartScaler("scaler-cluster-delete", env.cluster.LogDir, "--read-cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Proc.Stop(10 * time.Second) })
+	for _, tpl := range []struct{ name, caps string }{{"small", "Agent.OS=Linux"}, {"big", "Agent.OS=Linux,docker"}} {
+		vals := poolValues("contoso", "cluster-delete", map[string]any{"capabilities": tpl.caps})
+		vals["scaler"].(map[string]any)["address"] = cs.Addr
+		helmInstall(t, "azdo-agent-pool", ns, tpl.name, vals)
+	}
+	waitReconciled(t, ns, "small", "big")
+	plainJob := fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux"}}
+	env.contoso.QueueJob(pool, plainJob)
+	env.contoso.QueueJob(pool, plainJob)
+	waitJobs(t, ns, "small", 2, appear) // no pods here: the jobs keep waiting
+	holdJobs(t, ns, "big", 0, pollingInterval)
+	sj := &kedav1alpha1.ScaledJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "small"}}
+	if err := env.kube.Delete(context.Background(), sj); err != nil {
+		t.Fatal(err)
+	}
+	d := waitJobs(t, ns, "big", 2, appear)
+	record("16 --read-cluster, ScaledJob small deleted while its 2 jobs wait: big has 2 Jobs for them %s later (limit %s)",
+		d.Round(100*time.Millisecond), appear)
 }
