@@ -48,14 +48,28 @@ func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.S
 		return nil, err
 	}
 	var version uint64
+	targets := func() ([]scaledjobs.Target, scaledjobs.Owners) {
+		pods, jobs, now := r.Pods(), r.Jobs(), time.Now()
+		ts := scaledjobs.Targets(r.ScaledJobs(), flags.ScalerAddresses)
+		for i := range ts {
+			ts[i].Stalled = scaledjobs.Stall(ts[i].ScaledJob, jobs, pods, now, flags.StallGrace)
+		}
+		return ts, scaledjobs.NewOwners(pods)
+	}
 	sync := func() {
 		version++
 		changed := r.Changed() // before reading: a change during the sync is seen by the next
-		n := svc.SyncTriggers(ctx, scaledjobs.Targets(r.ScaledJobs(), flags.ScalerAddresses), scaledjobs.NewOwners(r.Pods()), version)
+		ts, owners := targets()
+		n := svc.SyncTriggers(ctx, ts, owners, version)
 		log.WithFields(logrus.Fields{"component": "cluster", "triggers": n}).Debug("triggers synced from the cluster's ScaledJobs")
+		// A stall shows by time passing as well as by events: look again
+		// after a quarter of the grace at most.
+		recheck := time.NewTimer(max(flags.StallGrace/4, time.Second))
+		defer recheck.Stop()
 		select {
 		case <-ctx.Done():
 		case <-changed:
+		case <-recheck.C:
 		}
 	}
 	// The first sync happens before the scaler is ready; later ones follow
@@ -63,7 +77,8 @@ func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.S
 	// costs one sync.
 	version++
 	first := r.Changed()
-	svc.SyncTriggers(ctx, scaledjobs.Targets(r.ScaledJobs(), flags.ScalerAddresses), scaledjobs.NewOwners(r.Pods()), version)
+	ts, owners := targets()
+	svc.SyncTriggers(ctx, ts, owners, version)
 	go func() {
 		select {
 		case <-ctx.Done():

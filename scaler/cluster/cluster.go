@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -69,6 +70,7 @@ type Reader struct {
 
 type factory struct {
 	scaledJobs cache.SharedIndexInformer
+	jobs       cache.SharedIndexInformer
 	pods       cache.SharedIndexInformer
 	start      func(stop <-chan struct{})
 }
@@ -119,12 +121,19 @@ func (r *Reader) newFactory(ns string) (factory, error) {
 	if err := pods.SetTransform(trimPod); err != nil {
 		return factory{}, err
 	}
+	jobs := typed.Batch().V1().Jobs().Informer()
+	if err := jobs.SetTransform(trimJob); err != nil {
+		return factory{}, err
+	}
 	notify := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { r.notify() },
 		UpdateFunc: func(any, any) { r.notify() },
 		DeleteFunc: func(any) { r.notify() },
 	}
 	if _, err := sj.AddEventHandler(notify); err != nil {
+		return factory{}, err
+	}
+	if _, err := jobs.AddEventHandler(notify); err != nil {
 		return factory{}, err
 	}
 	if _, err := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -134,7 +143,7 @@ func (r *Reader) newFactory(ns string) (factory, error) {
 	}); err != nil {
 		return factory{}, err
 	}
-	return factory{scaledJobs: sj, pods: pods, start: func(stop <-chan struct{}) { dyn.Start(stop); typed.Start(stop) }}, nil
+	return factory{scaledJobs: sj, jobs: jobs, pods: pods, start: func(stop <-chan struct{}) { dyn.Start(stop); typed.Start(stop) }}, nil
 }
 
 // Start starts the informers; they run until ctx ends.
@@ -150,10 +159,10 @@ func (r *Reader) Start(ctx context.Context) {
 func (r *Reader) WaitSynced(ctx context.Context) error {
 	var synced []cache.InformerSynced
 	for _, f := range r.factories {
-		synced = append(synced, f.scaledJobs.HasSynced, f.pods.HasSynced)
+		synced = append(synced, f.scaledJobs.HasSynced, f.jobs.HasSynced, f.pods.HasSynced)
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		return fmt.Errorf("cluster: the ScaledJob and pod caches did not sync (is list/watch on keda.sh scaledjobs and pods granted?): %w", context.Cause(ctx))
+		return fmt.Errorf("cluster: the ScaledJob, Job and pod caches did not sync (is list/watch on keda.sh scaledjobs, batch jobs and pods granted?): %w", context.Cause(ctx))
 	}
 	r.log.WithField("namespaces", r.o.Namespaces).Info("reading ScaledJobs and their pods from the cluster")
 	return nil
@@ -185,6 +194,32 @@ func (r *Reader) ScaledJobs() []scaledjobs.ScaledJob {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Ref.String() < out[j].Ref.String() })
 	return out
+}
+
+// Jobs lists the unfinished Jobs of ScaledJobs, by namespace and name.
+func (r *Reader) Jobs() []scaledjobs.Job {
+	var out []scaledjobs.Job
+	for _, f := range r.factories {
+		for _, obj := range f.jobs.GetStore().List() {
+			if j, ok := obj.(*batchv1.Job); ok && !jobFinished(j) {
+				out = append(out, scaledjobs.Job{Ref: scaledjobs.Ref{Namespace: j.Namespace, Name: j.Name},
+					ScaledJob: j.Labels[ScaledJobLabel], Created: j.CreationTimestamp.Time})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Ref.String() < out[j].Ref.String() })
+	return out
+}
+
+// jobFinished: the Job controller marked it Complete or Failed (KEDA
+// counts a Job as running until then).
+func jobFinished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 // Pods lists the pods of ScaledJobs' Jobs, those deleted within
@@ -263,7 +298,33 @@ func PodFacts(p *corev1.Pod) scaledjobs.Pod {
 		job = p.Labels["job-name"] // before Kubernetes 1.27
 	}
 	gone := p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
-	return scaledjobs.Pod{Ref: scaledjobs.Ref{Namespace: p.Namespace, Name: p.Name}, ScaledJob: p.Labels[ScaledJobLabel], Job: job, Gone: gone}
+	return scaledjobs.Pod{Ref: scaledjobs.Ref{Namespace: p.Namespace, Name: p.Name}, ScaledJob: p.Labels[ScaledJobLabel], Job: job, Gone: gone,
+		Problem: podProblem(p)}
+}
+
+// Waiting reasons of a container that will not start without a change to
+// the pod, its image, or the cluster.
+var stuck = map[string]bool{
+	"ErrImagePull": true, "ImagePullBackOff": true, "ErrImageNeverPull": true, "InvalidImageName": true,
+	"CreateContainerConfigError": true, "CreateContainerError": true, "CrashLoopBackOff": true,
+}
+
+// podProblem is why a pod cannot start, from its conditions and container
+// statuses; "" when nothing says so.
+func podProblem(p *corev1.Pod) string {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+			return "Unschedulable: " + c.Message
+		}
+	}
+	for _, list := range [][]corev1.ContainerStatus{p.Status.InitContainerStatuses, p.Status.ContainerStatuses} {
+		for _, cs := range list {
+			if w := cs.State.Waiting; w != nil && stuck[w.Reason] {
+				return fmt.Sprintf("%s (container %s): %s", w.Reason, cs.Name, w.Message)
+			}
+		}
+	}
+	return ""
 }
 
 // trimScaledJob keeps of a ScaledJob only what ScaledJobFacts reads, before
@@ -300,9 +361,39 @@ func trimPod(obj any) (any, error) {
 			labels[k] = v
 		}
 	}
+	status := corev1.PodStatus{Phase: p.Status.Phase}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodScheduled {
+			status.Conditions = append(status.Conditions, corev1.PodCondition{Type: c.Type, Status: c.Status, Reason: c.Reason, Message: c.Message})
+		}
+	}
+	trim := func(list []corev1.ContainerStatus) []corev1.ContainerStatus {
+		var out []corev1.ContainerStatus
+		for _, cs := range list {
+			if cs.State.Waiting != nil {
+				out = append(out, corev1.ContainerStatus{Name: cs.Name, State: corev1.ContainerState{Waiting: cs.State.Waiting}})
+			}
+		}
+		return out
+	}
+	status.InitContainerStatuses, status.ContainerStatuses = trim(p.Status.InitContainerStatuses), trim(p.Status.ContainerStatuses)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, UID: p.UID, ResourceVersion: p.ResourceVersion,
 			Labels: labels, DeletionTimestamp: p.DeletionTimestamp},
-		Status: corev1.PodStatus{Phase: p.Status.Phase},
+		Status: status,
 	}, nil
+}
+
+// trimJob keeps of a Job only what Jobs reads.
+func trimJob(obj any) (any, error) {
+	j, ok := obj.(*batchv1.Job)
+	if !ok {
+		return obj, nil // a tombstone
+	}
+	out := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: j.Namespace, Name: j.Name, UID: j.UID, ResourceVersion: j.ResourceVersion,
+		CreationTimestamp: j.CreationTimestamp, Labels: map[string]string{ScaledJobLabel: j.Labels[ScaledJobLabel]}}}
+	for _, c := range j.Status.Conditions {
+		out.Status.Conditions = append(out.Status.Conditions, batchv1.JobCondition{Type: c.Type, Status: c.Status})
+	}
+	return out, nil
 }

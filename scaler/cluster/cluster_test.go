@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/sirupsen/logrus/hooks/test"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -171,5 +173,39 @@ func TestCachedObjectsAreTrimmed(t *testing.T) {
 	p := r.factories[0].pods.GetStore().List()[0].(*corev1.Pod)
 	if len(p.Spec.Containers) != 0 || len(p.Annotations) != 0 || p.Labels["team"] != "" || p.Labels[ScaledJobLabel] != "linux" {
 		t.Fatalf("pod kept more than it needs: %+v", p)
+	}
+}
+
+// Unfinished Jobs are listed; a pod says why it cannot start.
+func TestJobsAndPodProblems(t *testing.T) {
+	job := func(name string, done bool) *batchv1.Job {
+		j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: name, Labels: map[string]string{ScaledJobLabel: "linux"},
+			CreationTimestamp: metav1.NewTime(time.Date(2026, 12, 3, 11, 0, 0, 0, time.UTC))}}
+		if done {
+			j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+		}
+		return j
+	}
+	unschedulable := pod("team-a", "linux-a-1", "linux", "linux-a", corev1.PodPending)
+	unschedulable.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+		Reason: corev1.PodReasonUnschedulable, Message: "0/3 nodes are available: 3 Insufficient ephemeral-storage."}}
+	pullFails := pod("team-a", "linux-b-1", "linux", "linux-b", corev1.PodPending)
+	pullFails.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "agent",
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image"}}}}
+	slow := pod("team-a", "linux-c-1", "linux", "linux-c", corev1.PodPending)
+	slow.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "agent",
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}}}
+	r, _, _, _ := newReader(t, nil, job("linux-a", false), job("linux-done", true), unschedulable, pullFails, slow)
+	jobs := r.Jobs()
+	if len(jobs) != 1 || jobs[0].Name != "linux-a" || jobs[0].ScaledJob != "linux" || jobs[0].Created.IsZero() {
+		t.Fatalf("unfinished Jobs: %+v", jobs)
+	}
+	problems := map[string]string{}
+	for _, p := range r.Pods() {
+		problems[p.Name] = p.Problem
+	}
+	if !strings.HasPrefix(problems["linux-a-1"], "Unschedulable: 0/3 nodes") || !strings.HasPrefix(problems["linux-b-1"], "ImagePullBackOff (container agent)") ||
+		problems["linux-c-1"] != "" {
+		t.Fatalf("problems: %q", problems)
 	}
 }

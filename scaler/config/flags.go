@@ -18,6 +18,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/placeholders"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/scaledjobs"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/sweeper"
 )
 
@@ -47,6 +48,7 @@ type Flags struct {
 	ReadCluster     bool
 	ScalerAddresses stringList
 	WatchNS         stringList
+	StallGrace      time.Duration
 
 	RoutingWarmup      time.Duration
 	TriggerForgetPolls int
@@ -128,6 +130,7 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.Float64Var(&f.AzdoQPS, "azdo-qps", 0, "most Azure DevOps requests per second, per organization; 0: twice the most the pools in use can ask for (pools / --min-refresh-interval), at least 10")
 	fs.BoolVar(&f.ReadCluster, "read-cluster", false, "read the ScaledJobs and their pods from the Kubernetes API (list/watch; in a cluster, or --kubeconfig): triggers are the ScaledJobs' whose scalerAddress is one of --scaler-address, calls from anything else are refused, agents belong to the ScaledJob whose pod they are named after")
 	fs.Var(&f.ScalerAddresses, "scaler-address", "with --read-cluster: an address ScaledJobs reach this scaler at, as written in scalerAddress, e.g. azdo-keda-scaler.keda.svc:6000 (repeat or comma-separate)")
+	fs.DurationVar(&f.StallGrace, "stall-grace", scaledjobs.DefaultStallGrace, "with --read-cluster: a ScaledJob one of whose Jobs has had no pod that can start (none created, unschedulable, image or config errors) for this long is stalled: its waiting jobs go to the next template that can run them")
 	fs.Var(&f.WatchNS, "watch-namespaces", "with --read-cluster: read only these namespaces (repeat or comma-separate; default: the whole cluster)")
 	fs.DurationVar(&f.RoutingWarmup, "routing-warmup", routing.DefaultWarmup, "after the first call, count waiting jobs for no trigger this long, while every ScaledJob asks once (set to your longest pollingInterval)")
 	fs.IntVar(&f.TriggerForgetPolls, "trigger-forget-polls", routing.DefaultForgetAfterPolls, "forget a trigger (a deleted ScaledJob) after this many of its polling intervals without a call")
@@ -242,6 +245,9 @@ func (f *Flags) validate() error {
 	}
 	if f.ReadCluster && len(f.ScalerAddresses) == 0 {
 		errs = append(errs, errors.New("--read-cluster needs --scaler-address: the addresses ScaledJobs reach this scaler at"))
+	}
+	if f.StallGrace <= 0 {
+		errs = append(errs, errors.New("--stall-grace must be positive"))
 	}
 	if !f.ReadCluster && (len(f.ScalerAddresses) > 0 || len(f.WatchNS) > 0) {
 		errs = append(errs, errors.New("--scaler-address and --watch-namespaces apply only with --read-cluster"))

@@ -31,6 +31,7 @@ type poolState struct {
 	oldestWaiting time.Time // zero when no job waits
 	unroutable    int
 	triggers      map[[2]string]int // (namespace, ScaledJob) -> count
+	stalled       map[[2]string]bool
 	// waitObserved: jobs whose queue wait is in the histogram already.
 	waitObserved map[uint64]bool
 }
@@ -48,7 +49,7 @@ type Metrics struct {
 	sweepErrors   *prometheus.CounterVec
 	placeholders  *prometheus.CounterVec
 
-	jobsDesc, oldestDesc, ageDesc, unroutableDesc, triggerDesc *prometheus.Desc
+	jobsDesc, oldestDesc, ageDesc, unroutableDesc, triggerDesc, stalledDesc *prometheus.Desc
 
 	mu    sync.Mutex
 	pools map[queue.Key]*poolState
@@ -62,6 +63,7 @@ const (
 	SnapshotAge       = namespace + "_snapshot_age_seconds"
 	PoolUnroutable    = namespace + "_pool_unroutable_jobs"
 	TriggerJobs       = namespace + "_trigger_jobs"
+	TriggerStalled    = namespace + "_trigger_stalled"
 )
 
 var poolLabels = []string{"organization", "pool_id", "pool"}
@@ -110,6 +112,9 @@ func New(reg prometheus.Registerer, version, revision string) *Metrics {
 			"Waiting jobs that no trigger of the pool accepts: they wait until one does.", poolLabels, nil),
 		triggerDesc: prometheus.NewDesc(TriggerJobs,
 			"Jobs a trigger (a ScaledJob) counts in the pool's latest routing: what KEDA gets from GetMetrics.", withPool("scaledjob_namespace", "scaledjob"), nil),
+		stalledDesc: prometheus.NewDesc(TriggerStalled,
+			"1 while a ScaledJob's pods cannot start (--read-cluster, --stall-grace): its waiting jobs go to the next capable template.",
+			withPool("scaledjob_namespace", "scaledjob"), nil),
 		pools: map[queue.Key]*poolState{},
 		now:   time.Now,
 	}
@@ -211,15 +216,19 @@ func (m *Metrics) ForgetPool(k queue.Key) {
 // trigger accepts and each trigger's count.
 func (m *Metrics) ObservePlan(k queue.Key, p *routing.Plan) {
 	counts := make(map[[2]string]int, len(p.Triggers))
+	stalled := map[[2]string]bool{}
 	for i := range p.Triggers {
 		t := &p.Triggers[i]
 		counts[[2]string{t.Namespace, t.Name}] = p.Count(t.ID)
+		if t.Stalled != "" {
+			stalled[[2]string{t.Namespace, t.Name}] = true
+		}
 	}
 	unroutable := len(p.Unroutable())
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.stateLocked(k)
-	st.unroutable, st.triggers = unroutable, counts
+	st.unroutable, st.triggers, st.stalled = unroutable, counts, stalled
 }
 
 // AgentDeleted counts a removal (sweeper.Observer).
@@ -245,7 +254,7 @@ func (m *Metrics) PlaceholderAction(k queue.Key, action, result string) {
 
 // Describe implements prometheus.Collector for the scrape-time gauges.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.jobsDesc, m.oldestDesc, m.ageDesc, m.unroutableDesc, m.triggerDesc} {
+	for _, d := range []*prometheus.Desc{m.jobsDesc, m.oldestDesc, m.ageDesc, m.unroutableDesc, m.triggerDesc, m.stalledDesc} {
 		ch <- d
 	}
 }
@@ -274,6 +283,9 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			gauge(m.unroutableDesc, float64(s.unroutable), l...)
 			for t, n := range s.triggers {
 				gauge(m.triggerDesc, float64(n), append(l, t[0], t[1])...)
+				if s.stalled[t] {
+					gauge(m.stalledDesc, 1, append(l, t[0], t[1])...)
+				}
 			}
 		}
 	}

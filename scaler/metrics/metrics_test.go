@@ -120,6 +120,30 @@ azdo_keda_scaler_trigger_jobs{organization="contoso",pool="linux",pool_id="7",sc
 	}
 }
 
+// A stalled trigger (--read-cluster) shows as 1 while it is stalled, and
+// not at all once it recovers.
+func TestTriggerStalled(t *testing.T) {
+	m, reg, _ := newTest()
+	snap := snapshot(t0, waiting(1, t0))
+	m.ObserveSnapshot(snap)
+	linux := routing.Trigger{ID: "ci/linux", Namespace: "ci", Name: "linux", Stalled: "ImagePullBackOff (container agent): not found"}
+	docker := routing.Trigger{ID: "ci/docker", Namespace: "ci", Name: "docker", Rank: 1}
+	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux, docker}, false))
+	want := `
+# HELP azdo_keda_scaler_trigger_stalled 1 while a ScaledJob's pods cannot start (--read-cluster, --stall-grace): its waiting jobs go to the next capable template.
+# TYPE azdo_keda_scaler_trigger_stalled gauge
+azdo_keda_scaler_trigger_stalled{organization="contoso",pool="linux",pool_id="7",scaledjob="linux",scaledjob_namespace="ci"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), TriggerStalled); err != nil {
+		t.Fatal(err)
+	}
+	linux.Stalled = ""
+	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux, docker}, false))
+	if n, _ := testutil.GatherAndCount(reg, TriggerStalled); n != 0 {
+		t.Fatalf("%d stalled series after recovery, want 0", n)
+	}
+}
+
 func TestBuildInfo(t *testing.T) {
 	_, reg, _ := newTest()
 	labels := map[string]string{}

@@ -53,6 +53,10 @@ type Trigger struct {
 	// own running jobs use it first; waiting jobs beyond it go to the next
 	// trigger that accepts them.
 	Room int64
+	// Stalled says why the trigger's pods cannot start ("" when they can):
+	// its waiting jobs go to the next trigger that accepts them, and stay
+	// with it only when no other can run them.
+	Stalled string
 }
 
 // full reports whether an exclusive trigger has counted all it has room for.
@@ -76,6 +80,12 @@ const (
 	// Unroutable: no trigger of the pool accepts the waiting job; it waits
 	// until one does.
 	Unroutable = "no-trigger-accepts"
+	// AroundStall: counted by a trigger after the one the order prefers,
+	// whose pods cannot start (Trigger.Stalled; Assignment.Skipped).
+	AroundStall = "waiting-around-stalled"
+	// OnStalled: counted by a trigger whose pods cannot start, because no
+	// other with room accepts it.
+	OnStalled = "waiting-on-stalled"
 	// NoRoom: triggers accept the waiting job, but each already counts as
 	// many jobs as its ScaledJob may run Jobs (maxReplicaCount); it waits
 	// until one has room.
@@ -100,6 +110,17 @@ type Assignment struct {
 	Reason string
 	// Shared lists the shared triggers that count the job too.
 	Shared []string
+	// Skipped is the stalled trigger the order preferred (AroundStall).
+	Skipped string
+}
+
+// CountedByOwner reports whether Owner counts the job.
+func (a *Assignment) CountedByOwner() bool {
+	switch a.Reason {
+	case RoutedWaiting, AroundStall, OnStalled, RunningOwn:
+		return a.Owner != ""
+	}
+	return false
 }
 
 // Plan is the outcome of Route for one snapshot and trigger set.
@@ -189,6 +210,9 @@ func olderFirst(a, b *queue.Job) bool {
 
 func routeWaiting(r *Assignment, ordered []Trigger, hold bool, counts map[string]int) {
 	r.Reason = Unroutable
+	// The first acceptor with room whose pods start, and a stalled one the
+	// order puts before it.
+	var healthy, stalled *Trigger
 	for k := range ordered {
 		t := &ordered[k]
 		if t.Shared || !t.accepts(r.Job) {
@@ -198,15 +222,31 @@ func routeWaiting(r *Assignment, ordered []Trigger, hold bool, counts map[string
 			r.Reason = NoRoom
 			continue
 		}
-		r.Owner = t.ID
-		if hold {
-			r.Reason = HeldWaiting
-			return
+		if t.Stalled != "" {
+			if stalled == nil {
+				stalled = t
+			}
+			continue
 		}
-		r.Reason = RoutedWaiting
-		counts[t.ID]++
+		healthy = t
+		break
+	}
+	chosen, reason := healthy, RoutedWaiting
+	switch {
+	case healthy != nil && stalled != nil:
+		reason, r.Skipped = AroundStall, stalled.ID
+	case healthy == nil && stalled != nil:
+		chosen, reason = stalled, OnStalled // never leave a job uncounted for a stall
+	case healthy == nil:
+		return // Unroutable, or NoRoom
+	}
+	r.Owner = chosen.ID
+	if hold {
+		r.Reason = HeldWaiting
 		return
 	}
+	r.Reason = reason
+	counts[chosen.ID]++
 }
 
 func routeRunning(r *Assignment, ordered []Trigger, counts map[string]int) {
@@ -241,6 +281,15 @@ func less(a, b *Trigger) bool {
 	return a.ID < b.ID
 }
 
+func stallOf(ts []Trigger, id string) string {
+	for i := range ts {
+		if ts[i].ID == id {
+			return ts[i].Stalled
+		}
+	}
+	return ""
+}
+
 // Explain says in words why a job is counted as it is, naming triggers by
 // namespace/name.
 func (p *Plan) Explain(r Assignment) string {
@@ -266,6 +315,12 @@ func (p *Plan) Explain(r Assignment) string {
 		s = fmt.Sprintf("waiting; none of the pool's %d trigger(s) accepts its demands %q", len(p.Triggers), r.Job.RawDemands)
 	case NoRoom:
 		s = "waiting; every trigger that accepts it already counts as many jobs as its ScaledJob's maxReplicaCount allows"
+	case AroundStall:
+		s = "waiting; counted by " + name(r.Owner) + " because the pods of " + name(r.Skipped) + ", which the order prefers, cannot start: " +
+			stallOf(p.Triggers, r.Skipped)
+	case OnStalled:
+		s = "waiting; counted by " + name(r.Owner) + ", the only trigger with room that accepts it, whose pods cannot start: " +
+			stallOf(p.Triggers, r.Owner)
 	case RunningOwn:
 		s = "running on agent " + r.Job.Agent + ", a pod of " + name(r.Owner)
 	case RunningNotCounted:

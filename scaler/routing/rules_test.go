@@ -352,3 +352,69 @@ func TestOverflowToTheNextCapableTemplate(t *testing.T) {
 		t.Fatalf("both full: docker %d, last job %+v", p.Count(docker.ID), p.Assignments[3])
 	}
 }
+
+// Stalled templates, over random pools: a waiting job that a healthy
+// trigger with room accepts is never counted by a stalled one; a job some
+// trigger with room accepts is counted by one, stalled or not (a stall
+// never leaves a job uncounted); counts stay order-independent.
+func TestStalledTemplatesAreRoutedAround(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	around, on := 0, 0
+	for round := range 3000 {
+		jobs, triggers := randomPool(r, t)
+		for i := range triggers {
+			if r.IntN(3) == 0 {
+				triggers[i].Stalled = "ImagePullBackOff"
+			}
+			triggers[i].Room = int64(r.IntN(4))
+		}
+		p := Route(jobs, triggers, false)
+		for _, a := range p.Assignments {
+			if !a.Waiting {
+				continue
+			}
+			var healthyWithRoom bool
+			for i := range triggers {
+				tr := &triggers[i]
+				if !tr.Shared && tr.Stalled == "" && tr.accepts(a.Job) && !tr.full(p.counts) {
+					healthyWithRoom = true
+				}
+			}
+			owner := byID(triggers, a.Owner)
+			switch a.Reason {
+			case OnStalled:
+				on++
+				if healthyWithRoom || owner.Stalled == "" {
+					t.Fatalf("round %d: counted on a stalled trigger while a healthy one has room: %+v", round, a)
+				}
+			case AroundStall:
+				around++
+				if owner.Stalled != "" || byID(triggers, a.Skipped).Stalled == "" || !less(byID(triggers, a.Skipped), owner) {
+					t.Fatalf("round %d: around a stall, wrongly: %+v", round, a)
+				}
+			case RoutedWaiting:
+				if a.Owner != "" && owner.Stalled != "" {
+					t.Fatalf("round %d: a stalled trigger counts a job as if healthy: %+v", round, a)
+				}
+			case NoRoom, Unroutable:
+				for i := range triggers {
+					tr := &triggers[i]
+					if !tr.Shared && tr.accepts(a.Job) && !tr.full(p.counts) {
+						t.Fatalf("round %d: job %d left uncounted (%s) while %s accepts it and has room", round, a.Job.ID, a.Reason, tr.ID)
+					}
+				}
+			}
+		}
+		shuffled := append([]Trigger(nil), triggers...)
+		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		q := Route(jobs, shuffled, false)
+		for i := range p.Assignments {
+			if p.Assignments[i].Owner != q.Assignments[i].Owner {
+				t.Fatalf("round %d: job %d routed differently depending on trigger order", round, i)
+			}
+		}
+	}
+	if around == 0 || on == 0 {
+		t.Fatalf("around %d, on %d: the generator does not exercise both cases", around, on)
+	}
+}

@@ -7,8 +7,10 @@
 package scaledjobs
 
 import (
+	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Ref names a namespaced object.
@@ -19,6 +21,10 @@ type Ref struct {
 
 // String is "namespace/name".
 func (r Ref) String() string { return r.Namespace + "/" + r.Name }
+
+// DefaultStallGrace is how long a Job may have no pod that can start
+// before its ScaledJob is stalled (--stall-grace).
+const DefaultStallGrace = 2 * time.Minute
 
 // KEDA's defaults (apis/keda/v1alpha1/scaledjob_types.go in v2.21).
 const (
@@ -73,6 +79,9 @@ type Target struct {
 	ScaledJob Ref
 	Trigger   Trigger
 	Room      int64
+	// Stalled says why the ScaledJob's pods cannot start (Stall); "" when
+	// they can. Set by the caller of Targets.
+	Stalled string
 }
 
 // Targets lists the external triggers whose scalerAddress is one of the
@@ -124,8 +133,66 @@ type Pod struct {
 	ScaledJob string // its ScaledJob, in the pod's namespace
 	Job       string
 	// Gone: the pod was deleted, or all its containers have terminated.
-	// An agent of a gone pod can never come back online.
+	// An agent of a gone pod can never come back.
 	Gone bool
+	// Problem is why the pod cannot start, as Kubernetes says it
+	// ("Unschedulable: 0/3 nodes are available...", "ImagePullBackOff:
+	// ..."); "" when nothing is known to be wrong.
+	Problem string
+}
+
+// Job is an unfinished Job KEDA made for a ScaledJob.
+type Job struct {
+	Ref
+	ScaledJob string // in the Job's namespace
+	Created   time.Time
+}
+
+// Stall says why a ScaledJob's pods cannot start, or "" when nothing shows
+// they cannot: one of its unfinished Jobs is older than grace and has no
+// pod that may still run: either no pod at all (the Job controller could
+// not create one: a ResourceQuota, Pod Security admission) or only pods
+// with a problem (unschedulable, image pull or container config errors).
+// A pod that is merely slow (pulling a large image, waiting for a node
+// that is being added) has no problem and does not stall its template.
+func Stall(sj Ref, jobs []Job, pods []Pod, now time.Time, grace time.Duration) string {
+	podsOf := map[string][]Pod{}
+	for _, p := range pods {
+		if p.Namespace == sj.Namespace && p.ScaledJob == sj.Name && !p.Gone {
+			podsOf[p.Job] = append(podsOf[p.Job], p)
+		}
+	}
+	var why []string
+	for _, j := range jobs {
+		if j.Namespace != sj.Namespace || j.ScaledJob != sj.Name || now.Sub(j.Created) < grace {
+			continue
+		}
+		ps := podsOf[j.Name]
+		if len(ps) == 0 {
+			why = append(why, fmt.Sprintf("Job %s has no pod after %s: the Job controller could not create one "+
+				"(a ResourceQuota, a LimitRange or Pod Security admission may refuse it; see the Job's events)", j.Name, now.Sub(j.Created).Round(time.Second)))
+			continue
+		}
+		var problems []string
+		for _, p := range ps {
+			if p.Problem == "" {
+				problems = nil
+				break
+			}
+			problems = append(problems, fmt.Sprintf("pod %s: %s", p.Name, p.Problem))
+		}
+		if len(problems) > 0 {
+			why = append(why, fmt.Sprintf("Job %s: %s", j.Name, strings.Join(problems, "; ")))
+		}
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	sort.Strings(why)
+	if len(why) > 1 {
+		return fmt.Sprintf("%s (and %d more)", why[0], len(why)-1)
+	}
+	return why[0]
 }
 
 // Owner is the ScaledJob whose pod an agent is: the agent is named after a

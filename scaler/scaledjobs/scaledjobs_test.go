@@ -2,7 +2,9 @@ package scaledjobs
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 )
 
 // Room follows KEDA's rule (test/kedarules checks it against KEDA's own
@@ -78,3 +80,40 @@ func TestOwnerIsThePodsScaledJob(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestStall(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	grace := 2 * time.Minute
+	sj := Ref{"team-a", "linux"}
+	job := func(name string, age time.Duration) Job {
+		return Job{Ref: Ref{"team-a", name}, ScaledJob: "linux", Created: now.Add(-age)}
+	}
+	pod := func(name, job, problem string) Pod {
+		return Pod{Ref: Ref{"team-a", name}, ScaledJob: "linux", Job: job, Problem: problem}
+	}
+	cases := []struct {
+		name string
+		jobs []Job
+		pods []Pod
+		want string // a part of the reason; "" not stalled
+	}{
+		{"no Jobs", nil, nil, ""},
+		{"a young Job without a pod", []Job{job("j1", time.Minute)}, nil, ""},
+		{"an old Job without a pod (ResourceQuota)", []Job{job("j1", 3*time.Minute)}, nil, "Job j1 has no pod after 3m0s"},
+		{"an old Job with a running pod", []Job{job("j1", time.Hour)}, []Pod{pod("p1", "j1", "")}, ""},
+		{"an old Job whose pod cannot be scheduled", []Job{job("j1", 3*time.Minute)},
+			[]Pod{pod("p1", "j1", "Unschedulable: 0/3 nodes are available")}, "pod p1: Unschedulable"},
+		{"an image that cannot be pulled", []Job{job("j1", 3*time.Minute)}, []Pod{pod("p1", "j1", "ImagePullBackOff: not found")}, "ImagePullBackOff"},
+		{"a bad pod and a good retry", []Job{job("j1", 3*time.Minute)},
+			[]Pod{pod("p1", "j1", "CreateContainerConfigError: secret missing"), pod("p2", "j1", "")}, ""},
+		{"another ScaledJob's Job", []Job{{Ref: Ref{"team-a", "j9"}, ScaledJob: "gpu", Created: now.Add(-time.Hour)}}, nil, ""},
+		{"the same name in another namespace", []Job{{Ref: Ref{"team-b", "j9"}, ScaledJob: "linux", Created: now.Add(-time.Hour)}}, nil, ""},
+		{"two stalled Jobs", []Job{job("j1", 3*time.Minute), job("j2", 4*time.Minute)}, nil, "(and 1 more)"},
+	}
+	for _, c := range cases {
+		got := Stall(sj, c.jobs, c.pods, now, grace)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}

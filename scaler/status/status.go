@@ -61,6 +61,7 @@ type TriggerView struct {
 	Label, Filter, Routing string
 	Priority               int64
 	Count                  int
+	Stalled                string // why its pods cannot start (--read-cluster); "" when they can
 }
 
 // JobView is one unfinished job.
@@ -162,7 +163,8 @@ func poolView(src Source, st pools.Status, now time.Time) PoolView {
 		if filter == "" {
 			filter = "(every job)"
 		}
-		v.Triggers = append(v.Triggers, TriggerView{Label: t.Label(), Filter: filter, Routing: mode, Priority: t.Priority, Count: plan.Count(t.ID)})
+		v.Triggers = append(v.Triggers, TriggerView{Label: t.Label(), Filter: filter, Routing: mode, Priority: t.Priority, Count: plan.Count(t.ID),
+			Stalled: src.Redact(t.Stalled)})
 	}
 	for _, a := range plan.Assignments {
 		j := a.Job
@@ -181,7 +183,7 @@ func poolView(src Source, st pools.Status, now time.Time) PoolView {
 			}
 		}
 		var by []string
-		if a.Owner != "" && (a.Reason == routing.RoutedWaiting || a.Reason == routing.RunningOwn) {
+		if a.CountedByOwner() {
 			by = append(by, labels[a.Owner])
 		}
 		for _, id := range a.Shared {

@@ -884,7 +884,7 @@ func readValues(t *testing.T, path string) map[string]any {
 }
 
 // checkReadCluster: --read-cluster with the Service's addresses, and RBAC
-// that is exactly list and watch on KEDA's ScaledJobs and on pods, bound to
+// that is exactly list and watch on KEDA's ScaledJobs, Jobs and pods, bound to
 // the scaler's service account: cluster-wide, or in each of namespaces.
 func checkReadCluster(t *testing.T, f *config.Flags, objs []Object, addresses, namespaces []string) {
 	t.Helper()
@@ -894,6 +894,7 @@ func checkReadCluster(t *testing.T, f *config.Flags, objs []Object, addresses, n
 	}
 	want := []rbacv1.PolicyRule{
 		{APIGroups: []string{"keda.sh"}, Resources: []string{"scaledjobs"}, Verbs: []string{"list", "watch"}},
+		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
 	}
 	var granted []string

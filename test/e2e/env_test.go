@@ -474,6 +474,7 @@ type podSim struct {
 	agents    map[int]*simAgent
 	created   int
 	idleExits int
+	refused   []string // pods the API server refused to create
 	ranBy     map[uint64]string // job request -> ScaledJob whose pod ran it
 }
 
@@ -541,7 +542,12 @@ func (s *podSim) step(t *testing.T) {
 					Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "agent", Image: "localhost/agent:sim"}}},
 				}
 				if err := env.kube.Create(context.Background(), p); err != nil {
-					t.Errorf("creating pod %s/%s: %v", j.Namespace, pod, err)
+					// Refused (a ResourceQuota, admission): as for the Job
+					// controller, no pod, so no agent.
+					s.mu.Lock()
+					s.refused = append(s.refused, fmt.Sprintf("%s/%s: %v", j.Namespace, pod, err))
+					s.mu.Unlock()
+					return
 				}
 			}
 			id := s.org.AddAgent(s.pool, fakeazdo.Agent{Name: pod, Online: true, Capabilities: s.caps[sj]})

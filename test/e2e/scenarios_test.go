@@ -20,6 +20,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -865,4 +866,74 @@ func TestReadClusterDeletedScaledJobsJobsMove(t *testing.T) {
 	d := waitJobs(t, ns, "big", 2, appear)
 	record("16 --read-cluster, ScaledJob small deleted while its 2 jobs wait: big has 2 Jobs for them %s later (limit %s)",
 		d.Round(100*time.Millisecond), appear)
+}
+
+// Scenario 17 (issue #22 c): a template whose Jobs cannot create pods (a
+// ResourceQuota of 0 pods in its namespace): after --stall-grace its
+// waiting job is counted by the other template that can run it, which
+// runs it; the stall is a metric and a log line with the cause.
+func TestReadClusterStalledTemplate(t *testing.T) {
+	nsBroken, nsGood := "e2e-cluster-stall-a", "e2e-cluster-stall-b"
+	pool := env.contoso.AddPool("cluster-stall")
+	grace := 5 * time.Second
+	cs, err := StartScaler("scaler-cluster-stall", env.cluster.LogDir, "--read-cluster", "--stall-grace="+grace.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Proc.Stop(10 * time.Second) })
+	install := func(ns, name, caps string) {
+		vals := poolValues("contoso", "cluster-stall", map[string]any{"capabilities": caps})
+		vals["scaler"].(map[string]any)["address"] = cs.Addr
+		helmInstall(t, "azdo-agent-pool", ns, name, vals)
+	}
+	install(nsBroken, "linux", "Agent.OS=Linux") // fewest capabilities: routing prefers it
+	install(nsGood, "docker", "Agent.OS=Linux,docker")
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Namespace: nsBroken, Name: "no-pods"},
+		Spec: corev1.ResourceQuotaSpec{Hard: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}}}
+	if err := env.kube.Create(context.Background(), quota); err != nil {
+		t.Fatal(err)
+	}
+	// The tier has no ResourceQuota controller: fill in the status it would,
+	// so that admission enforces the quota, and check that it does.
+	quota.Status = corev1.ResourceQuotaStatus{Hard: quota.Spec.Hard, Used: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("0")}}
+	if err := env.kube.Status().Update(context.Background(), quota); err != nil {
+		t.Fatal(err)
+	}
+	probe := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: nsBroken, Name: "quota-probe"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "localhost/agent:sim"}}}}
+	if err := env.kube.Create(context.Background(), probe); err == nil {
+		t.Fatal("the ResourceQuota of 0 pods admitted a pod")
+	}
+	waitReconciled(t, nsBroken, "linux")
+	waitReconciled(t, nsGood, "docker")
+	caps := map[string]map[string]string{"linux": {"Agent.OS": "Linux"}, "docker": {"Agent.OS": "Linux", "docker": ""}}
+	sim := &podSim{ns: nsBroken, more: []string{nsGood}, pods: true, org: env.contoso, pool: pool, caps: caps,
+		startDelay: time.Second, runFor: 2 * time.Second}
+	startPodSim(t, sim)
+
+	req := env.contoso.QueueJob(pool, fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux"}})
+	queued := time.Now()
+	waitJobs(t, nsBroken, "linux", 1, appear)
+	d := waitJobs(t, nsGood, "docker", 1, grace+2*appear)
+	waitFor(t, "the job to finish on a docker pod", time.Minute, func() bool {
+		_, _, ranBy := sim.counts()
+		return ranBy[req] == "docker"
+	})
+	stalled, err := cs.Metric("azdo_keda_scaler_trigger_stalled", `scaledjob="linux"`, `scaledjob_namespace="`+nsBroken+`"`)
+	if err != nil || stalled != 1 {
+		t.Fatalf("azdo_keda_scaler_trigger_stalled for the broken template: %v (%v), want 1", stalled, err)
+	}
+	line := lineWith(cs.Proc.Log, "cannot start", nsBroken+"/linux", "has no pod")
+	if line == "" {
+		t.Fatal("no log line says why the broken template is stalled")
+	}
+	sim.mu.Lock()
+	refused := len(sim.refused)
+	sim.mu.Unlock()
+	if refused == 0 {
+		t.Fatal("the quota refused no pod: the scenario did not make a broken template")
+	}
+	record("17 --read-cluster, stalled template (ResourceQuota pods: 0, %d pods refused): its job counted by the other template, "+
+		"whose Job appeared %s after the broken template's (%s after queueing; --stall-grace %s), and ran there; trigger_stalled 1",
+		refused, d.Round(100*time.Millisecond), time.Since(queued).Round(100*time.Millisecond), grace)
 }
