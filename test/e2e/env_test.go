@@ -474,7 +474,7 @@ type podSim struct {
 	agents    map[int]*simAgent
 	created   int
 	idleExits int
-	refused   []string // pods the API server refused to create
+	refused   []string          // pods the API server refused to create
 	ranBy     map[uint64]string // job request -> ScaledJob whose pod ran it
 }
 
