@@ -48,11 +48,29 @@ func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.S
 		return nil, err
 	}
 	var version uint64
+	events := r.NewEvents()
+	context.AfterFunc(ctx, events.Stop)
+	stalled := map[scaledjobs.Ref]string{} // as last told in an Event
 	targets := func() ([]scaledjobs.Target, scaledjobs.Owners) {
 		pods, jobs, now := r.Pods(), r.Jobs(), time.Now()
 		ts := scaledjobs.Targets(r.ScaledJobs(), flags.ScalerAddresses)
+		seen := map[scaledjobs.Ref]bool{}
 		for i := range ts {
-			ts[i].Stalled = scaledjobs.Stall(ts[i].ScaledJob, jobs, pods, now, flags.StallGrace)
+			ref := ts[i].ScaledJob
+			why := scaledjobs.Stall(ref, jobs, pods, now, flags.StallGrace)
+			ts[i].Stalled, seen[ref] = why, true
+			switch was := stalled[ref]; {
+			case why != "" && was == "":
+				events.Warn(ref, false, "AgentPodsCannotStart", "azdo-keda-scaler routes this ScaledJob's waiting jobs to other templates: "+why)
+			case why == "" && was != "":
+				events.Warn(ref, true, "AgentPodsStartAgain", "azdo-keda-scaler routes jobs to this ScaledJob again")
+			}
+			stalled[ref] = why
+		}
+		for ref := range stalled {
+			if !seen[ref] {
+				delete(stalled, ref)
+			}
 		}
 		return ts, scaledjobs.NewOwners(pods)
 	}

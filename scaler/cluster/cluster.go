@@ -27,7 +27,10 @@ import (
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/scaledjobs"
 )
@@ -397,3 +400,42 @@ func trimJob(obj any) (any, error) {
 	}
 	return out, nil
 }
+
+// Events records Kubernetes Events on ScaledJobs (create and patch on
+// events: the only write the scaler makes to the cluster).
+type Events struct {
+	r        *Reader
+	recorder record.EventRecorder
+	stop     func()
+}
+
+// NewEvents starts an event recorder for the reader's ScaledJobs.
+func (r *Reader) NewEvents() *Events {
+	b := record.NewBroadcaster()
+	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: r.o.Client.CoreV1().Events("")})
+	return &Events{r: r, recorder: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "azdo-keda-scaler"}), stop: b.Shutdown}
+}
+
+// Warn records a Warning Event on a ScaledJob, Normal when ok; nothing when
+// the ScaledJob is not (or no longer) known.
+func (e *Events) Warn(ref scaledjobs.Ref, ok bool, reason, message string) {
+	for _, f := range e.r.factories {
+		obj, exists, err := f.scaledJobs.GetStore().GetByKey(ref.Namespace + "/" + ref.Name)
+		if err != nil || !exists {
+			continue
+		}
+		u, isU := obj.(*unstructured.Unstructured)
+		if !isU {
+			continue
+		}
+		kind := corev1.EventTypeWarning
+		if ok {
+			kind = corev1.EventTypeNormal
+		}
+		e.recorder.Event(u, kind, reason, message)
+		return
+	}
+}
+
+// Stop flushes and stops the recorder.
+func (e *Events) Stop() { e.stop() }

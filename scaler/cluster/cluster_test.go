@@ -209,3 +209,34 @@ func TestJobsAndPodProblems(t *testing.T) {
 		t.Fatalf("problems: %q", problems)
 	}
 }
+
+// Events land on the ScaledJob itself (kind, name and UID), so that
+// kubectl describe scaledjob shows them; an unknown ScaledJob gets none.
+func TestEventsOnScaledJobs(t *testing.T) {
+	sj := scaledJob("team-a", "linux", 5, "x:6000")
+	sj.SetUID("uid-1")
+	r, client, _, _ := newReader(t, nil, sj)
+	ev := r.NewEvents()
+	t.Cleanup(ev.Stop)
+	ev.Warn(scaledjobs.Ref{Namespace: "team-a", Name: "ghost"}, false, "Ignored", "no such ScaledJob")
+	ev.Warn(scaledjobs.Ref{Namespace: "team-a", Name: "linux"}, false, "AgentPodsCannotStart", "Job linux-x has no pod after 3m0s")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err := client.CoreV1().Events("team-a").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) > 0 {
+			e := list.Items[0]
+			if len(list.Items) != 1 || e.InvolvedObject.Kind != "ScaledJob" || e.InvolvedObject.Name != "linux" || e.InvolvedObject.UID != "uid-1" ||
+				e.InvolvedObject.APIVersion != "keda.sh/v1alpha1" || e.Type != corev1.EventTypeWarning || e.Reason != "AgentPodsCannotStart" {
+				t.Fatalf("events: %+v", list.Items)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no Event recorded within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

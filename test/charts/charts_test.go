@@ -896,6 +896,7 @@ func checkReadCluster(t *testing.T, f *config.Flags, objs []Object, addresses, n
 		{APIGroups: []string{"keda.sh"}, Resources: []string{"scaledjobs"}, Verbs: []string{"list", "watch"}},
 		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"list", "watch"}},
 		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 	}
 	var granted []string
 	for _, o := range objs {

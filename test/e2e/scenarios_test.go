@@ -927,6 +927,21 @@ func TestReadClusterStalledTemplate(t *testing.T) {
 	if line == "" {
 		t.Fatal("no log line says why the broken template is stalled")
 	}
+	var event string
+	waitFor(t, "an Event on the stalled ScaledJob", 30*time.Second, func() bool {
+		var l corev1.EventList
+		if err := env.kube.List(context.Background(), &l, ctrlclient.InNamespace(nsBroken)); err != nil {
+			return false
+		}
+		for _, e := range l.Items {
+			if e.InvolvedObject.Kind == "ScaledJob" && e.InvolvedObject.Name == "linux" && e.Reason == "AgentPodsCannotStart" &&
+				e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, "has no pod") {
+				event = e.Reason + ": " + e.Message
+				return true
+			}
+		}
+		return false
+	})
 	sim.mu.Lock()
 	refused := len(sim.refused)
 	sim.mu.Unlock()
@@ -934,6 +949,14 @@ func TestReadClusterStalledTemplate(t *testing.T) {
 		t.Fatal("the quota refused no pod: the scenario did not make a broken template")
 	}
 	record("17 --read-cluster, stalled template (ResourceQuota pods: 0, %d pods refused): its job counted by the other template, "+
-		"whose Job appeared %s after the broken template's (%s after queueing; --stall-grace %s), and ran there; trigger_stalled 1",
-		refused, d.Round(100*time.Millisecond), time.Since(queued).Round(100*time.Millisecond), grace)
+		"whose Job appeared %s after the broken template's (%s after queueing; --stall-grace %s), and ran there; trigger_stalled 1; Event %q",
+		refused, d.Round(100*time.Millisecond), time.Since(queued).Round(100*time.Millisecond), grace, cut(event, 160))
+}
+
+// cut shortens a text for the summary.
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
