@@ -138,9 +138,14 @@ func (e *env) metric(md map[string]string) (float64, error) {
 // metricOf calls GetMetricSpec and GetMetrics for a trigger of a ScaledJob.
 func (e *env) metricOf(scaledJob string, md map[string]string) (float64, error) {
 	e.t.Helper()
+	return e.metricFor(refOf(scaledJob, md))
+}
+
+// metricFor calls GetMetricSpec and GetMetrics as KEDA does for a ref.
+func (e *env) metricFor(r *pb.ScaledObjectRef) (float64, error) {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	r := refOf(scaledJob, md)
 	spec, err := e.client.GetMetricSpec(ctx, r)
 	if err != nil {
 		return 0, err

@@ -33,18 +33,7 @@ func (e *env) count(ns, name string, md map[string]string) (float64, error) {
 	for k, v := range md {
 		full[k] = v
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r := &pb.ScaledObjectRef{Namespace: ns, Name: name, ScalerMetadata: full}
-	spec, err := e.client.GetMetricSpec(ctx, r)
-	if err != nil {
-		return 0, err
-	}
-	m, err := e.client.GetMetrics(ctx, &pb.GetMetricsRequest{ScaledObjectRef: r, MetricName: spec.MetricSpecs[0].MetricName})
-	if err != nil {
-		return 0, err
-	}
-	return m.MetricValues[0].MetricValueFloat, nil
+	return e.metricFor(&pb.ScaledObjectRef{Namespace: ns, Name: name, ScalerMetadata: full})
 }
 
 // Issue #22's first case: the pool chart names ScaledJobs after the

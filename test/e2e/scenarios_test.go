@@ -632,11 +632,7 @@ func TestChartUpgradeKeepsRunningJobs(t *testing.T) {
 func TestReadClusterSameReleaseInTwoNamespaces(t *testing.T) {
 	nsA, nsB := "e2e-cluster-a", "e2e-cluster-b"
 	pool := env.contoso.AddPool("cluster")
-	cs, err := StartScaler("scaler-cluster", env.cluster.LogDir, "--read-cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cs.Proc.Stop(10 * time.Second) })
+	cs := startClusterScaler(t, "scaler-cluster")
 	install := func(ns string, priority int) {
 		vals := poolValues("contoso", "cluster", map[string]any{"capabilities": "Agent.OS=Linux,docker", "priority": priority})
 		vals["scaler"].(map[string]any)["address"] = cs.Addr
@@ -720,11 +716,7 @@ func placeholderAgents(pool int) string {
 func TestReadClusterSweeperIsExact(t *testing.T) {
 	ns := "e2e-cluster-sweep"
 	pool := env.contoso.AddPool("cluster-sweep")
-	cs, err := StartScaler("scaler-cluster-sweep", env.cluster.LogDir, "--read-cluster", "--sweep-interval=1s", "--placeholders=false")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cs.Proc.Stop(10 * time.Second) })
+	cs := startClusterScaler(t, "scaler-cluster-sweep", "--sweep-interval=1s", "--placeholders=false")
 	vals := poolValues("contoso", "cluster-sweep", linuxCaps)
 	vals["scaler"].(map[string]any)["address"] = cs.Addr
 	helmInstall(t, "azdo-agent-pool", ns, "linux-agents", vals)
@@ -778,16 +770,8 @@ func TestReadClusterSweeperIsExact(t *testing.T) {
 func TestReadClusterTwoReplicasSplitCalls(t *testing.T) {
 	ns := "e2e-cluster-replicas"
 	pool := env.contoso.AddPool("cluster-replicas")
-	r1, err := StartScaler("scaler-replica-1", env.cluster.LogDir, "--read-cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r1.Proc.Stop(10 * time.Second) })
-	r2, err := StartScaler("scaler-replica-2", env.cluster.LogDir, "--read-cluster", "--scaler-address="+r1.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r2.Proc.Stop(10 * time.Second) })
+	r1 := startClusterScaler(t, "scaler-replica-1")
+	r2 := startClusterScaler(t, "scaler-replica-2", "--scaler-address="+r1.Addr)
 	r1.Proc.Stop(10 * time.Second) // now that r2's address is known, r1 learns it too
 	r1.args = append(r1.args, "--scaler-address="+r2.Addr)
 	if err := r1.Start(); err != nil {
@@ -843,11 +827,7 @@ func TestReadClusterTwoReplicasSplitCalls(t *testing.T) {
 func TestReadClusterDeletedScaledJobsJobsMove(t *testing.T) {
 	ns := "e2e-cluster-delete"
 	pool := env.contoso.AddPool("cluster-delete")
-	cs, err := StartScaler("scaler-cluster-delete", env.cluster.LogDir, "--read-cluster")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cs.Proc.Stop(10 * time.Second) })
+	cs := startClusterScaler(t, "scaler-cluster-delete")
 	for _, tpl := range []struct{ name, caps string }{{"small", "Agent.OS=Linux"}, {"big", "Agent.OS=Linux,docker"}} {
 		vals := poolValues("contoso", "cluster-delete", map[string]any{"capabilities": tpl.caps})
 		vals["scaler"].(map[string]any)["address"] = cs.Addr
@@ -876,11 +856,7 @@ func TestReadClusterStalledTemplate(t *testing.T) {
 	nsBroken, nsGood := "e2e-cluster-stall-a", "e2e-cluster-stall-b"
 	pool := env.contoso.AddPool("cluster-stall")
 	grace := 5 * time.Second
-	cs, err := StartScaler("scaler-cluster-stall", env.cluster.LogDir, "--read-cluster", "--stall-grace="+grace.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cs.Proc.Stop(10 * time.Second) })
+	cs := startClusterScaler(t, "scaler-cluster-stall", "--stall-grace="+grace.String())
 	install := func(ns, name, caps string) {
 		vals := poolValues("contoso", "cluster-stall", map[string]any{"capabilities": caps})
 		vals["scaler"].(map[string]any)["address"] = cs.Addr
@@ -958,5 +934,17 @@ func cut(s string, n int) string {
 	if len(s) > n {
 		return s[:n] + "..."
 	}
+	return s
+}
+
+// startClusterScaler starts a scaler with --read-cluster (its own address
+// as --scaler-address, the tier's kubeconfig) for the test's length.
+func startClusterScaler(t *testing.T, name string, args ...string) *Scaler {
+	t.Helper()
+	s, err := StartScaler(name, env.cluster.LogDir, append([]string{"--read-cluster"}, args...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Proc.Stop(10 * time.Second) })
 	return s
 }
