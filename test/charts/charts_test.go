@@ -65,7 +65,7 @@ func TestScalerChart(t *testing.T) {
 	}{
 		{
 			values:    "ci/minimal-values.yaml",
-			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
 			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
 				if !f.SweepDryRun || !f.LeaderElect || f.SweepInterval == 0 {
 					t.Errorf("defaults: sweeper must run in dry run under leader election, got dryRun=%v leaderElect=%v interval=%v",
@@ -98,6 +98,22 @@ func TestScalerChart(t *testing.T) {
 					t.Errorf("defaults: placeholders on, finished agents after 30s, the pools ScaledJobs use (no listing), KEDA pod names; got %+v", f)
 				}
 				checkReadCluster(t, f, objs, []string{"azdo-keda-scaler.keda-scalers.svc:6000", "azdo-keda-scaler.keda-scalers:6000"}, nil)
+				// Only KEDA's namespace may reach gRPC; the API server and Azure DevOps are reachable.
+				np, _ := Find[*networkingv1.NetworkPolicy](objs)
+				in := np.Spec.Ingress
+				if len(in) < 1 || len(in[0].From) != 1 || in[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "keda" ||
+					len(in[0].Ports) != 1 || in[0].Ports[0].Port.String() != "grpc" {
+					t.Errorf("default NetworkPolicy ingress: %+v", in)
+				}
+				out := map[int]bool{}
+				for _, r := range np.Spec.Egress {
+					for _, p := range r.Ports {
+						out[p.Port.IntValue()] = true
+					}
+				}
+				if !out[443] || !out[6443] || !out[53] {
+					t.Errorf("default NetworkPolicy egress must allow DNS, 443 and 6443: %+v", np.Spec.Egress)
+				}
 			},
 		},
 		{
@@ -115,7 +131,7 @@ func TestScalerChart(t *testing.T) {
 		},
 		{
 			values:    "ci/tls-values.yaml",
-			wantKinds: []string{"ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"},
+			wantKinds: []string{"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"},
 			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
 				if f.TLSCertFile == "" || f.TLSKeyFile == "" || f.TLSClientCAFile == "" {
 					t.Errorf("TLS with client certificates: want cert, key and client CA flags, got %+v", f)
@@ -134,7 +150,7 @@ func TestScalerChart(t *testing.T) {
 		},
 		{
 			values:    "ci/cluster-namespaces-values.yaml",
-			wantKinds: []string{"ConfigMap", "Deployment", "PodDisruptionBudget", "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding", "Service", "ServiceAccount"},
+			wantKinds: []string{"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding", "Service", "ServiceAccount"},
 			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
 				checkReadCluster(t, f, objs, []string{"azdo-keda-scaler.keda-scalers.svc:6000", "azdo-keda-scaler.keda-scalers:6000", "scaler.example.internal:6000"},
 					[]string{"team-a", "team-b"})
@@ -145,7 +161,7 @@ func TestScalerChart(t *testing.T) {
 		},
 		{
 			values:    "ci/entra-values.yaml",
-			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
 			check:     checkEntra,
 		},
 		{
