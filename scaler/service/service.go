@@ -22,6 +22,7 @@ import (
 
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -166,17 +167,18 @@ func (s *Service) verify(ref *pb.ScaledObjectRef, key string) error {
 // allowedNamespaces, its pool polled, its parent kept from the sweeper, and
 // its agents are those named after its pods (owners, version ownersVersion
 // changes whenever they do). A trigger that cannot be used is left out and
-// logged once with the reason; a pool that cannot be looked up right now
-// keeps the trigger's last known pool. It returns the number of triggers
-// routed.
+// logged once with the reason. A pool found once stays known (the registry
+// keeps it, refreshed in the background), so only a trigger's first lookup
+// can fail while Azure DevOps does: that trigger is routed at the first
+// sync after Azure DevOps answers. It returns the number of triggers routed.
 func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target, owners scaledjobs.Owners, ownersVersion uint64) int {
 	sets := map[queue.Key][]routing.Trigger{}
 	known := map[string]string{}
 	stalls := map[string]string{}
 	problems := map[string]string{}
 	routed := 0
-	for _, t := range targets {
-		ref := &pb.ScaledObjectRef{Namespace: t.ScaledJob.Namespace, Name: t.ScaledJob.Name, ScalerMetadata: t.Trigger.Metadata}
+	parsed := make([]*parsedTrigger, len(targets))
+	for i, t := range targets {
 		id := t.ScaledJob.String()
 		if k := fromEnvKey(t.Trigger.Metadata); k != "" {
 			problems[id] = fmt.Sprintf("metadata key %q is resolved by KEDA from the pod and cannot be checked against the ScaledJob; "+
@@ -188,13 +190,22 @@ func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target,
 			problems[id] = err.Error()
 			continue
 		}
-		rctx, cancel := s.bound(ctx)
-		pool, err := s.registry.Resolve(rctx, spec.Organization, spec.PoolName, spec.PoolID)
-		cancel()
-		if err != nil {
-			problems[id] = "looking up its agent pool: " + err.Error()
+		parsed[i] = &parsedTrigger{spec: spec, key: key}
+	}
+	answers := s.resolvePools(ctx, parsed)
+	for i, t := range targets {
+		if parsed[i] == nil {
 			continue
 		}
+		spec, key := parsed[i].spec, parsed[i].key
+		ref := &pb.ScaledObjectRef{Namespace: t.ScaledJob.Namespace, Name: t.ScaledJob.Name, ScalerMetadata: t.Trigger.Metadata}
+		id := t.ScaledJob.String()
+		a := answers[lookupOf(spec)]
+		if a.err != nil {
+			problems[id] = "looking up its agent pool: " + a.err.Error()
+			continue
+		}
+		pool := a.pool
 		if !s.access.Allowed(pool, t.ScaledJob.Namespace) {
 			problems[id] = fmt.Sprintf("namespace %q may not use agent pool %q (allowedNamespaces)", t.ScaledJob.Namespace, pool.Name)
 			continue
@@ -238,6 +249,65 @@ func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target,
 	s.stalls = stalls
 	s.mu.Unlock()
 	return routed
+}
+
+// parsedTrigger is a ScaledJob's trigger metadata, parsed.
+type parsedTrigger struct {
+	spec *trigger.Spec
+	key  string
+}
+
+// poolLookup names a pool as a trigger does.
+type poolLookup struct {
+	org, name string
+	id        int
+}
+
+func lookupOf(spec *trigger.Spec) poolLookup {
+	return poolLookup{org: spec.Organization, name: strings.ToLower(spec.PoolName), id: spec.PoolID}
+}
+
+type poolAnswer struct {
+	pool queue.Pool
+	err  error
+}
+
+// resolvePools looks up each distinct pool of the triggers once, up to 8
+// at a time, each within FirstAnswerWait: a sync costs one lookup per pool,
+// not per trigger, and while Azure DevOps fails it is delayed by about one
+// wait, not by one wait per pool.
+func (s *Service) resolvePools(ctx context.Context, parsed []*parsedTrigger) map[poolLookup]poolAnswer {
+	var mu sync.Mutex
+	answers := map[poolLookup]poolAnswer{}
+	var g errgroup.Group
+	g.SetLimit(8)
+	for _, p := range parsed {
+		if p == nil {
+			continue
+		}
+		q := lookupOf(p.spec)
+		mu.Lock()
+		_, asked := answers[q]
+		if !asked {
+			answers[q] = poolAnswer{err: errors.New("not looked up")}
+		}
+		mu.Unlock()
+		if asked {
+			continue
+		}
+		spec := p.spec
+		g.Go(func() error {
+			rctx, cancel := s.bound(ctx)
+			defer cancel()
+			pool, err := s.registry.Resolve(rctx, spec.Organization, spec.PoolName, spec.PoolID)
+			mu.Lock()
+			answers[q] = poolAnswer{pool: pool, err: err}
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return answers
 }
 
 // fromEnvKey is a metadata key KEDA resolves from the pod's environment

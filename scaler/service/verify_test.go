@@ -180,3 +180,21 @@ func TestJobsBeyondMaxReplicaCountOverflow(t *testing.T) {
 		t.Fatalf("big: %v %v, want the 1 job small has no room for", c, err)
 	}
 }
+
+// A sync looks each pool up once, however many ScaledJobs use it.
+func TestSyncLooksEachPoolUpOnce(t *testing.T) {
+	e, orgs := newEnv(t, envOptions{verify: true}, orgSpec{"contoso", "pat-verify"})
+	orgs["contoso"].AddPool("linux")
+	orgs["contoso"].AddPool("windows")
+	var targets []scaledjobs.Target
+	for i := range 6 {
+		pool := []string{"linux", "windows"}[i%2]
+		targets = append(targets, clusterTarget(fmt.Sprintf("team-%d", i), "agents", map[string]string{"poolName": pool}))
+	}
+	if n := e.svc.SyncTriggers(context.Background(), targets, scaledjobs.NewOwners(nil), 1); n != 6 {
+		t.Fatalf("%d triggers routed, want 6", n)
+	}
+	if calls := e.fake.Calls("contoso", fakeazdo.Pools); calls != 2 {
+		t.Fatalf("%d pool lookups for 6 triggers on 2 pools, want 2", calls)
+	}
+}
