@@ -74,14 +74,9 @@ func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.S
 		}
 		return ts, scaledjobs.NewOwners(pods)
 	}
-	sync := func() {
-		version++
-		changed := r.Changed() // before reading: a change during the sync is seen by the next
-		ts, owners := targets()
-		n := svc.SyncTriggers(ctx, ts, owners, version)
-		log.WithFields(logrus.Fields{"component": "cluster", "triggers": n}).Debug("triggers synced from the cluster's ScaledJobs")
-		// A stall shows by time passing as well as by events: look again
-		// after a quarter of the grace at most.
+	// wait returns at the next change, or after a quarter of the stall
+	// grace at most: a stall shows by time passing as well as by events.
+	wait := func(changed <-chan struct{}) {
 		recheck := time.NewTimer(max(flags.StallGrace/4, time.Second))
 		defer recheck.Stop()
 		select {
@@ -90,21 +85,22 @@ func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.S
 		case <-recheck.C:
 		}
 	}
+	sync := func() <-chan struct{} {
+		version++
+		changed := r.Changed() // before reading: a change during the sync is seen by the next
+		ts, owners := targets()
+		n := svc.SyncTriggers(ctx, ts, owners, version)
+		log.WithFields(logrus.Fields{"component": "cluster", "triggers": n}).Debug("triggers synced from the cluster's ScaledJobs")
+		return changed
+	}
 	// The first sync happens before the scaler is ready; later ones follow
-	// every change, at most one per debounce, so that a burst of pod events
-	// costs one sync.
-	version++
-	first := r.Changed()
-	ts, owners := targets()
-	svc.SyncTriggers(ctx, ts, owners, version)
+	// every change, at most one per debounce (a burst of pod events costs
+	// one sync), and every quarter of the stall grace.
+	changed := sync()
 	go func() {
-		select {
-		case <-ctx.Done():
-			return
-		case <-first:
-		}
 		const debounce = 200 * time.Millisecond
 		for ctx.Err() == nil {
+			wait(changed)
 			t := time.NewTimer(debounce)
 			select {
 			case <-ctx.Done():
@@ -112,7 +108,7 @@ func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.S
 				return
 			case <-t.C:
 			}
-			sync()
+			changed = sync()
 		}
 	}()
 	return r, nil
