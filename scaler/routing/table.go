@@ -226,13 +226,17 @@ type entry struct {
 func (tb *Table) Key() queue.Key { return tb.key }
 
 // set replaces the table's triggers (Options.Given) and reports whether
-// the set changed.
+// the set of triggers changed. A new version of the pods the agents are
+// matched against only invalidates the cached plan.
 func (tb *Table) set(triggers []Trigger, owners uint64) bool {
 	now := tb.router.o.Now()
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
-	changed := owners != tb.owners
-	tb.owners = owners
+	if owners != tb.owners {
+		tb.owners = owners
+		tb.version++
+	}
+	changed := false
 	seen := make(map[string]bool, len(triggers))
 	for _, t := range triggers {
 		seen[t.ID] = true

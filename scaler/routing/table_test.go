@@ -261,6 +261,24 @@ func TestGivenTriggersAreTheClustersOnly(t *testing.T) {
 	if n := r2.Table(k).Plan(snap).Count("team-a/linux"); n != 1 {
 		t.Fatalf("given triggers held by a warm-up: count %d", n)
 	}
+	// New pods, same triggers: the plan follows the new ownership, but the
+	// trigger set did not change, so nothing is signalled.
+	running := snapshot(queue.Job{ID: 2, Agent: "pod-1"})
+	if n := tb.Plan(running).Count("team-a/linux"); n != 0 {
+		t.Fatalf("an agent nobody owns counted: %d", n)
+	}
+	owned := linux
+	owned.OwnsAgent = func(agent string) bool { return agent == "pod-1" }
+	changed = r.Changed()
+	r.SetTriggers(map[queue.Key][]Trigger{k: {owned, other}}, 2)
+	select {
+	case <-changed:
+		t.Fatal("new pods with the same triggers signalled a change of the trigger set")
+	default:
+	}
+	if n := tb.Plan(running).Count("team-a/linux"); n != 1 {
+		t.Fatalf("after new ownership: count %d, want 1 (the cached plan was not invalidated)", n)
+	}
 	// team-a/linux's ScaledJob is deleted: the job goes to team-b at once.
 	r.SetTriggers(map[queue.Key][]Trigger{k: {other}}, 1)
 	if p := tb.Plan(snap); p.Count("team-b/linux") != 1 || len(p.Triggers) != 1 {
