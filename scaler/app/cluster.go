@@ -50,7 +50,7 @@ func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.S
 	var version uint64
 	events := r.NewEvents()
 	context.AfterFunc(ctx, events.Stop)
-	stalled := map[scaledjobs.Ref]string{} // as last told in an Event
+	stalled := map[scaledjobs.Ref]string{} // as last told in a log line and an Event
 	targets := func() ([]scaledjobs.Target, scaledjobs.Owners) {
 		pods, jobs, now := r.Pods(), r.Jobs(), time.Now()
 		ts := scaledjobs.Targets(r.ScaledJobs(), flags.ScalerAddresses)
@@ -59,10 +59,13 @@ func startClusterReader(ctx context.Context, flags *config.Flags, svc *service.S
 			ref := ts[i].ScaledJob
 			why := scaledjobs.Stall(ref, jobs, pods, now, flags.StallGrace)
 			ts[i].Stalled, seen[ref] = why, true
+			slog := log.WithFields(logrus.Fields{"component": "cluster", "scaledJob": ref.String()})
 			switch was := stalled[ref]; {
 			case why != "" && was == "":
+				slog.Warn("this ScaledJob's pods cannot start; its waiting jobs go to the next template that can run them: " + why)
 				events.Warn(ref, false, "AgentPodsCannotStart", "azdo-keda-scaler routes this ScaledJob's waiting jobs to other templates: "+why)
 			case why == "" && was != "":
+				slog.Info("this ScaledJob's pods start again; routing returns to normal")
 				events.Warn(ref, true, "AgentPodsStartAgain", "azdo-keda-scaler routes jobs to this ScaledJob again")
 			}
 			stalled[ref] = why

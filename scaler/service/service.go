@@ -75,7 +75,6 @@ type Service struct {
 
 	mu     sync.Mutex
 	known  map[string]string // Verify: namespace/name -> canonical metadata of its trigger
-	stalls map[string]string // Verify: namespace/name -> why its pods cannot start
 	logged map[string]string // Verify: a trigger's problem already logged
 }
 
@@ -174,7 +173,6 @@ func (s *Service) verify(ref *pb.ScaledObjectRef, key string) error {
 func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target, owners scaledjobs.Owners, ownersVersion uint64) int {
 	sets := map[queue.Key][]routing.Trigger{}
 	known := map[string]string{}
-	stalls := map[string]string{}
 	problems := map[string]string{}
 	routed := 0
 	parsed := make([]*parsedTrigger, len(targets))
@@ -220,7 +218,6 @@ func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target,
 		rt := routingTrigger(ref, spec, key)
 		rt.Room = t.Room // KEDA runs at most this many Jobs for it: more jobs overflow
 		rt.Stalled = t.Stalled
-		stalls[id] = t.Stalled
 		if spec.AgentPattern == "" {
 			self := t.ScaledJob
 			rt.OwnsAgent = func(agent string) bool { o, ok := owners.Of(agent); return ok && o == self }
@@ -238,15 +235,6 @@ func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target,
 		}
 	}
 	s.logged = problems
-	for id, why := range stalls {
-		switch was := s.stalls[id]; {
-		case why != "" && was == "":
-			s.log.WithFields(logrus.Fields{"scaledJob": id}).Warn("this ScaledJob's pods cannot start; its waiting jobs go to the next template that can run them: " + why)
-		case why == "" && was != "":
-			s.log.WithFields(logrus.Fields{"scaledJob": id}).Info("this ScaledJob's pods start again; routing returns to normal")
-		}
-	}
-	s.stalls = stalls
 	s.mu.Unlock()
 	return routed
 }
