@@ -13,9 +13,9 @@ import (
 // minAutoQPS is the automatic rate limit's floor.
 const minAutoQPS = 10
 
-// AutoQPS is the automatic request rate limit of an organization whose
+// autoQPS is the automatic request rate limit of an organization whose
 // client refreshes pools pools, each at most once per minRefresh.
-func AutoQPS(pools int, minRefresh time.Duration) float64 {
+func autoQPS(pools int, minRefresh time.Duration) float64 {
 	return max(minAutoQPS, 2*float64(pools)/minRefresh.Seconds())
 }
 
@@ -29,7 +29,7 @@ func (c *Client) SetPollers(pools int, minRefresh time.Duration) {
 	if !c.autoQPS || minRefresh <= 0 {
 		return
 	}
-	qps := AutoQPS(pools, minRefresh)
+	qps := autoQPS(pools, minRefresh)
 	if rate.Limit(qps) != c.limiter.Limit() {
 		c.limiter.SetLimit(rate.Limit(qps))
 		c.limiter.SetBurst(max(1, int(2*qps)))

@@ -108,7 +108,7 @@ func TestFactsFromScaledJobsAndPods(t *testing.T) {
 	if want := "[team-a/linux-x7k2p-b4c6d sj=linux job=linux-x7k2p gone=false team-b/linux-q9w8e-r5t6y sj=linux job=linux-q9w8e gone=true]"; fmt.Sprint(got) != want {
 		t.Fatalf("pods %v, want %s", got, want)
 	}
-	if owner, ok := scaledjobs.Owner(pods, "linux-q9w8e-r5t6y"); !ok || owner != (scaledjobs.Ref{Namespace: "team-b", Name: "linux"}) {
+	if owner, ok := scaledjobs.NewOwners(pods).Of("linux-q9w8e-r5t6y"); !ok || owner != (scaledjobs.Ref{Namespace: "team-b", Name: "linux"}) {
 		t.Fatalf("owner %v %v", owner, ok)
 	}
 

@@ -195,14 +195,7 @@ func Stall(sj Ref, jobs []Job, pods []Pod, now time.Time, grace time.Duration) s
 	return why[0]
 }
 
-// Owner is the ScaledJob whose pod an agent is: the agent is named after a
-// pod of one of its Jobs (agent names compare ignoring case, as Azure
-// DevOps compares them). An agent named after no known pod, or after pods
-// of two namespaces, is nobody's: a static agent, or one the scaler cannot
-// tell apart. That is never a guess from the name's shape.
-func Owner(pods []Pod, agent string) (Ref, bool) { return NewOwners(pods).Of(agent) }
-
-// Owners answers Owner for many agents: an index of pods by name.
+// Owners indexes pods by name, to tell whose pod an agent is (Of).
 type Owners struct {
 	byName map[string]Pod // lower-cased pod name -> the pod
 	twice  map[string]bool
@@ -221,7 +214,11 @@ func NewOwners(pods []Pod) Owners {
 	return o
 }
 
-// Of is the ScaledJob whose pod the agent is (see Owner).
+// Of is the ScaledJob whose pod an agent is: the agent is named after a
+// pod of one of its Jobs (agent names compare ignoring case, as Azure
+// DevOps compares them). An agent named after no known pod, or after pods
+// of two namespaces, is nobody's: a static agent, or one the scaler cannot
+// tell apart. That is never a guess from the name's shape.
 func (o Owners) Of(agent string) (Ref, bool) {
 	p, ok := o.Pod(agent)
 	if !ok {

@@ -66,15 +66,15 @@ func TestOwnerIsThePodsScaledJob(t *testing.T) {
 		{"prod-agent-win10", Ref{}, false},                                // a static agent
 	}
 	for _, c := range cases {
-		got, ok := Owner(pods, c.agent)
+		got, ok := NewOwners(pods).Of(c.agent)
 		if got != c.want || ok != c.ok {
-			t.Errorf("Owner(%s) = %v, %v; want %v, %v", c.agent, got, ok, c.want, c.ok)
+			t.Errorf("Of(%s) = %v, %v; want %v, %v", c.agent, got, ok, c.want, c.ok)
 		}
 	}
 	// The same pod name in two namespaces: the scaler cannot tell, so the
 	// agent is nobody's (no credit, no deletion).
 	twin := append(pods, Pod{Ref: Ref{"team-b", "linux-agents-x7k2p-b4c6d"}, ScaledJob: "linux-agents"})
-	if got, ok := Owner(twin, "linux-agents-x7k2p-b4c6d"); ok {
+	if got, ok := NewOwners(twin).Of("linux-agents-x7k2p-b4c6d"); ok {
 		t.Errorf("an agent named after pods of two namespaces was given to %v", got)
 	}
 }
