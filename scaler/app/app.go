@@ -5,14 +5,11 @@ package app
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -38,6 +35,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/entra"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/logging"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/metrics"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/mtls"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
@@ -54,6 +52,9 @@ var (
 
 // Run runs the scaler until ctx ends: cmd/azdo-keda-scaler's main.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == mtls.CommandName {
+		return mtls.Command(args[1:], time.Now(), stdout, stderr)
+	}
 	flags, err := config.Parse("azdo-keda-scaler", args, getenv, stderr)
 	if err != nil {
 		return err
@@ -216,11 +217,12 @@ func (inst *Instance) buildGRPC(flags *config.Flags, svc *service.Service, reg *
 	serverOpts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(grpcMetrics.UnaryServerInterceptor(), cleanUnary),
 		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor(), cleanStream)}
 	if flags.TLSCertFile != "" {
-		creds, err := serverTLS(flags)
+		cfg, err := mtls.ServerConfig(mtls.Files{Cert: flags.TLSCertFile, Key: flags.TLSKeyFile,
+			ClientCA: flags.TLSClientCAFile, ClientNames: flags.TLSClientNames})
 		if err != nil {
-			return err
+			return fmt.Errorf("gRPC TLS (--grpc-tls-*): %w", err)
 		}
-		serverOpts = append(serverOpts, grpc.Creds(creds))
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(cfg)))
 	}
 	inst.grpcServer = grpc.NewServer(serverOpts...)
 	pb.RegisterExternalScalerServer(inst.grpcServer, svc)
@@ -356,31 +358,6 @@ func loadConfig(flags *config.Flags, inst *Instance) (*config.File, error) {
 	default:
 		return config.SingleOrganization(flags.OrgURL, flags.PATFile, flags.PAT)
 	}
-}
-
-func serverTLS(flags *config.Flags) (credentials.TransportCredentials, error) {
-	// Loaded on every handshake, so that cert-manager renewals apply
-	// without a restart.
-	getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		c, err := tls.LoadX509KeyPair(flags.TLSCertFile, flags.TLSKeyFile)
-		return &c, err
-	}
-	if _, err := getCert(nil); err != nil {
-		return nil, fmt.Errorf("--grpc-tls-cert/--grpc-tls-key: %w", err)
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCert}
-	if flags.TLSClientCAFile != "" {
-		pem, err := os.ReadFile(flags.TLSClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("--grpc-tls-client-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--grpc-tls-client-ca: no certificate in %s", flags.TLSClientCAFile)
-		}
-		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return credentials.NewTLS(cfg), nil
 }
 
 // demoUnfinished is the number of unfinished jobs of a demo pool in the

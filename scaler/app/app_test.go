@@ -250,6 +250,18 @@ func TestMutualTLS(t *testing.T) {
 	}
 }
 
+// `azdo-keda-scaler tls-secrets` prints the Secrets instead of starting the
+// scaler.
+func TestRunTLSSecrets(t *testing.T) {
+	var stdout bytes.Buffer
+	if err := Run(context.Background(), []string{"tls-secrets", "--name", "shared-scaler"}, func(string) string { return "" }, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(stdout.String(), "kind: Secret"); n != 2 || !strings.Contains(stdout.String(), "name: shared-scaler-keda-client") {
+		t.Fatalf("want the two Secrets of shared-scaler, got %d:\n%s", n, stdout.String())
+	}
+}
+
 func TestRunRejectsBadFlags(t *testing.T) {
 	var stderr bytes.Buffer
 	err := Run(context.Background(), []string{"--org-url", "https://dev.azure.com/x"}, func(string) string { return "" }, io.Discard, &stderr)

@@ -34,6 +34,7 @@ type Flags struct {
 	TLSCertFile     string
 	TLSKeyFile      string
 	TLSClientCAFile string
+	TLSClientNames  stringList
 
 	ShowVersion bool
 
@@ -121,6 +122,7 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.StringVar(&f.TLSCertFile, "grpc-tls-cert", "", "server certificate for gRPC TLS (KEDA's enableTLS/caCert)")
 	fs.StringVar(&f.TLSKeyFile, "grpc-tls-key", "", "server key for gRPC TLS")
 	fs.StringVar(&f.TLSClientCAFile, "grpc-tls-client-ca", "", "CA that client certificates must chain to (KEDA's tlsClientCert/tlsClientKey); requires them")
+	fs.Var(&f.TLSClientNames, "grpc-tls-client-name", "with --grpc-tls-client-ca: the client certificate's common name or a DNS name must be one of these (repeat or comma-separate)")
 	fs.DurationVar(&f.RefreshInterval, "refresh-interval", pools.DefaultRefreshInterval, "how often each pool in use is fetched from Azure DevOps when no call asks sooner")
 	fs.DurationVar(&f.MinRefresh, "min-refresh-interval", pools.DefaultMinRefresh, "a call that finds a pool's data older than this refreshes it first, once for all callers (at most one call per pool per interval; cut to --refresh-interval)")
 	fs.DurationVar(&f.DemandWait, "refresh-wait", pools.DefaultDemandWait, "how long a call waits for that refresh before it answers from the data it has")
@@ -168,7 +170,8 @@ func usage(fs *flag.FlagSet) {
 	fmt.Fprintf(out, "Usage: %s [flags]\n\n"+
 		"A KEDA external scaler for Azure Pipelines agent pools, with a sweeper of stale offline agents.\n"+
 		"Every flag can also be set through the environment variable shown under it; a flag on the\n"+
-		"command line wins. AZDO_PAT holds the PAT of --org-url (prefer --pat-file).\n\nFlags:\n", fs.Name())
+		"command line wins. AZDO_PAT holds the PAT of --org-url (prefer --pat-file).\n\n"+
+		"  %s tls-secrets --help   the Secrets of mutual TLS with KEDA, without Helm\n\nFlags:\n", fs.Name(), fs.Name())
 	fs.VisitAll(func(fl *flag.Flag) {
 		kind, text := flag.UnquoteUsage(fl)
 		fmt.Fprintf(out, "  --%s", fl.Name)
@@ -275,6 +278,9 @@ func (f *Flags) validate() error {
 	}
 	if f.TLSClientCAFile != "" && f.TLSCertFile == "" {
 		errs = append(errs, errors.New("--grpc-tls-client-ca needs --grpc-tls-cert and --grpc-tls-key"))
+	}
+	if len(f.TLSClientNames) > 0 && f.TLSClientCAFile == "" {
+		errs = append(errs, errors.New("--grpc-tls-client-name needs --grpc-tls-client-ca"))
 	}
 	if f.LogFormat != "text" && f.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format must be text or json, not %q", f.LogFormat))

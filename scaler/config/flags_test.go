@@ -32,6 +32,7 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		{[]string{"--demo", "--stale-after", "5s"}, nil, "--stale-after"},
 		{[]string{"--demo", "--grpc-tls-cert", "c"}, nil, "go together"},
 		{[]string{"--demo", "--grpc-tls-client-ca", "c"}, nil, "needs --grpc-tls-cert"},
+		{[]string{"--demo", "--grpc-tls-cert", "c", "--grpc-tls-key", "k", "--grpc-tls-client-name", "keda"}, nil, "--grpc-tls-client-name needs --grpc-tls-client-ca"},
 		{[]string{"--demo", "--sweep-agent-pattern", "[x"}, nil, "not a glob"},
 		{[]string{"--demo"}, map[string]string{"AZDO_STALE_AFTER": "soon"}, "AZDO_STALE_AFTER"},
 		{[]string{"--demo", "extra"}, nil, "unexpected argument"},

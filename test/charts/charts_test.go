@@ -64,8 +64,9 @@ func TestScalerChart(t *testing.T) {
 		check     func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object)
 	}{
 		{
-			values:    "ci/minimal-values.yaml",
-			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
+			values: "ci/minimal-values.yaml",
+			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ClusterTriggerAuthentication", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+				"Role", "RoleBinding", "Secret", "Secret", "Secret", "Service", "ServiceAccount"},
 			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
 				if !f.SweepDryRun || !f.LeaderElect || f.SweepInterval == 0 {
 					t.Errorf("defaults: sweeper must run in dry run under leader election, got dryRun=%v leaderElect=%v interval=%v",
@@ -117,25 +118,28 @@ func TestScalerChart(t *testing.T) {
 			},
 		},
 		{
-			values:    "ci/multi-org-values.yaml",
-			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount", "ServiceMonitor"},
+			values: "ci/multi-org-values.yaml",
+			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ClusterTriggerAuthentication", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+				"Role", "RoleBinding", "Secret", "Secret", "Secret", "Secret", "Service", "ServiceAccount", "ServiceMonitor"},
 			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
 				if f.SweepDryRun || f.SweepAgentPattern != "*-agents-*" || !slices.Equal([]string(f.SweepProtect), []string{"template-*", "placeholder"}) {
 					t.Errorf("sweeper flags not from values: %+v", f)
 				}
-				sec, _ := Find[*corev1.Secret](objs)
-				if string(sec.Data["pat"]) != "not-a-real-pat" {
-					t.Errorf("created PAT Secret holds %q", sec.Data["pat"])
+				sec := secretsByName(objs, scalerNS)[scalerNS+"/azdo-keda-scaler-pat-1"] // the second organization's
+				if sec == nil || string(sec.Data["pat"]) != "not-a-real-pat" {
+					t.Errorf("created PAT Secret: %v", sec)
 				}
 			},
 		},
 		{
 			values:    "ci/tls-values.yaml",
-			wantKinds: []string{"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"},
+			wantKinds: []string{"ClusterTriggerAuthentication", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"},
 			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
-				if f.TLSCertFile == "" || f.TLSKeyFile == "" || f.TLSClientCAFile == "" {
-					t.Errorf("TLS with client certificates: want cert, key and client CA flags, got %+v", f)
+				if f.TLSCertFile == "" || f.TLSKeyFile == "" || f.TLSClientCAFile == "" || !slices.Equal([]string(f.TLSClientNames), []string{"keda-operator"}) {
+					t.Errorf("TLS with client certificates: want cert, key, client CA and client name flags, got %+v", f)
 				}
+				checkTLSVolume(t, d, "azdo-keda-scaler-tls")
+				checkClusterTriggerAuthentication(t, objs, "azdo-keda-scaler", "keda-client-tls")
 				if f.SweepInterval != 0 {
 					t.Errorf("sweeper disabled but --sweep-interval=%v", f.SweepInterval)
 				}
@@ -149,8 +153,9 @@ func TestScalerChart(t *testing.T) {
 			},
 		},
 		{
-			values:    "ci/cluster-namespaces-values.yaml",
-			wantKinds: []string{"ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role", "Role", "Role", "RoleBinding", "RoleBinding", "RoleBinding", "Service", "ServiceAccount"},
+			values: "ci/cluster-namespaces-values.yaml",
+			wantKinds: []string{"ClusterTriggerAuthentication", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role", "Role", "Role",
+				"RoleBinding", "RoleBinding", "RoleBinding", "Secret", "Secret", "Secret", "Service", "ServiceAccount"},
 			check: func(t *testing.T, d *appsv1.Deployment, f *config.Flags, objs []Object) {
 				checkReadCluster(t, f, objs, []string{"azdo-keda-scaler.keda-scalers.svc:6000", "azdo-keda-scaler.keda-scalers:6000", "scaler.example.internal:6000"},
 					[]string{"team-a", "team-b"})
@@ -160,14 +165,15 @@ func TestScalerChart(t *testing.T) {
 			},
 		},
 		{
-			values:    "ci/entra-values.yaml",
-			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"},
-			check:     checkEntra,
+			values: "ci/entra-values.yaml",
+			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ClusterTriggerAuthentication", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+				"Role", "RoleBinding", "Secret", "Secret", "Secret", "Service", "ServiceAccount"},
+			check: checkEntra,
 		},
 		{
 			values: "ci/production-values.yaml",
-			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "PrometheusRule",
-				"Role", "RoleBinding", "Service", "ServiceAccount"},
+			wantKinds: []string{"ClusterRole", "ClusterRoleBinding", "ClusterTriggerAuthentication", "ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy",
+				"PodDisruptionBudget", "PrometheusRule", "Role", "RoleBinding", "Secret", "Secret", "Secret", "Service", "ServiceAccount"},
 			check: checkProduction,
 		},
 	}
@@ -497,7 +503,7 @@ func TestAgentPoolChart(t *testing.T) {
 		},
 		{
 			name: "rootless", values: "ci/rootless-values.yaml",
-			wantKinds: []string{"ScaledJob", "TriggerAuthentication"},
+			wantKinds: []string{"ScaledJob"},
 			check: func(t *testing.T, pod corev1.PodSpec, objs []Object) {
 				dind := sidecar(t, pod)
 				if dind.SecurityContext.Privileged == nil || *dind.SecurityContext.Privileged {
@@ -516,17 +522,8 @@ func TestAgentPoolChart(t *testing.T) {
 					t.Error("docker storage must be an ephemeral volume of class fast")
 				}
 				sj, _ := Find[*kedav1alpha1.ScaledJob](objs)
-				ta, _ := Find[*kedav1alpha1.TriggerAuthentication](objs)
-				tr := sj.Spec.Triggers[0]
-				if tr.Metadata["enableTLS"] != "true" || tr.AuthenticationRef == nil || tr.AuthenticationRef.Name != ta.Name {
-					t.Errorf("TLS trigger must enable TLS and reference the TriggerAuthentication: %+v", tr)
-				}
-				var params []string
-				for _, s := range ta.Spec.SecretTargetRef {
-					params = append(params, s.Parameter)
-				}
-				if !slices.Equal(params, []string{"caCert", "tlsClientCert", "tlsClientKey"}) {
-					t.Errorf("TriggerAuthentication parameters %v", params)
+				if ref := sj.Spec.Triggers[0].AuthenticationRef; ref == nil || ref.Kind != "ClusterTriggerAuthentication" || ref.Name != "shared-scaler" {
+					t.Errorf("the trigger must reference the scaler release's ClusterTriggerAuthentication: %+v", ref)
 				}
 			},
 		},
@@ -846,8 +843,12 @@ func TestSchemaRejects(t *testing.T) {
 			[]string{"organizations/0/clientId", "maxLength"}},
 		{"unknown auth", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, auth: managed-identity}]",
 			[]string{"organizations/0/auth"}},
-		{"TLS without Secret", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\ntls: {enabled: true}",
-			[]string{"tls", "existingSecret"}},
+		{"TLS: a client Secret without the server's", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\ntls: {existingClientSecret: c}",
+			[]string{"tls/existingClientSecret"}},
+		{"no KEDA namespace", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\nkeda: {namespace: ''}",
+			[]string{"keda/namespace"}},
+		{"pool: TLS through a ConfigMap", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}\nscaler: {address: 'a:6000', tls: {authenticationRef: {kind: ConfigMap, name: x}}}",
+			[]string{"authenticationRef/kind"}},
 		{"pool: no scaler address", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}",
 			[]string{"scaler/address"}},
 		{"pool: two filters", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}\nscaler: {address: 'a:6000'}\ntrigger: {capabilities: docker, parent: tmpl}",

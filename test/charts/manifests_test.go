@@ -17,7 +17,7 @@ var plainManifests = []struct {
 	release Release
 	values  string
 }{
-	{"deploy/azdo-keda-scaler.yaml", scalerRelease(), "ci/minimal-values.yaml"},
+	{"deploy/azdo-keda-scaler.yaml", scalerRelease(), "ci/plain-manifests-values.yaml"},
 	{"deploy/examples/linux-agents.yaml", poolRelease(), "ci/linux-dind-values.yaml"},
 }
 

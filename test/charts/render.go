@@ -61,6 +61,7 @@ var newTyped = map[string]func() any{
 	"monitoring.coreos.com/v1/PrometheusRule":         func() any { return &monitoringv1.PrometheusRule{} },
 	"keda.sh/v1alpha1/ScaledJob":                      func() any { return &kedav1alpha1.ScaledJob{} },
 	"keda.sh/v1alpha1/TriggerAuthentication":          func() any { return &kedav1alpha1.TriggerAuthentication{} },
+	"keda.sh/v1alpha1/ClusterTriggerAuthentication":   func() any { return &kedav1alpha1.ClusterTriggerAuthentication{} },
 }
 
 // Release names what Render installs.

@@ -24,6 +24,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	helmchart "helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -53,7 +54,8 @@ var env struct {
 	contoso  *fakeazdo.Org
 	outage   *fakeazdo.Org
 	scaler   *Scaler
-	bin      string // the scaler binary
+	bin      string   // the scaler binary
+	tlsArgs  []string // the scaler chart's --grpc-tls-* flags, its files written locally
 	work     string
 	summary  []string
 	summaryM sync.Mutex
@@ -102,6 +104,7 @@ func run(m *testing.M) int {
 
 	scheme := runtime.NewScheme()
 	_ = batchv1.AddToScheme(scheme)
+	_ = appsv1.AddToScheme(scheme)
 	_ = corev1.AddToScheme(scheme)
 	_ = kedav1alpha1.AddToScheme(scheme)
 	_ = coordinationv1.AddToScheme(scheme)
@@ -118,6 +121,9 @@ func run(m *testing.M) int {
 	env.outage = env.fake.AddOrg("outage", orgPAT)
 	sweepPool = env.contoso.AddPool("sweep") // in the scalers' config
 
+	if env.tlsArgs, err = installScalerChart(ctx); err != nil {
+		return fail(fmt.Errorf("the scaler chart's mutual TLS: %w", err))
+	}
 	env.scaler, err = StartScaler("scaler", logDir)
 	if err != nil {
 		return fail(err)
@@ -203,7 +209,7 @@ func StartScaler(name, logDir string, extraArgs ...string) (*Scaler, error) {
 		"--refresh-interval", refresh.String(), "--min-refresh-interval", refresh.String(), "--stale-after", staleAfter.String(), "--azdo-timeout", "2s",
 		"--routing-warmup", warmup.String(), "--trigger-forget-min", "10s",
 		"--sweep-interval", "0", "--log-format", "json",
-	}, extraArgs...)
+	}, append(slices.Clone(env.tlsArgs), extraArgs...)...)
 	return s, s.Start()
 }
 
@@ -251,17 +257,22 @@ next:
 // server, and the chart loaded from charts/.
 func helmSetup(t *testing.T, chart, namespace string) (*action.Configuration, *helmchart.Chart) {
 	t.Helper()
-	flags := genericclioptions.NewConfigFlags(false)
-	flags.KubeConfig, flags.Namespace = &env.cluster.Kubeconfig, &namespace
-	cfg := new(action.Configuration)
-	if err := cfg.Init(flags, namespace, "secret", func(string, ...any) {}); err != nil {
-		t.Fatal(err)
-	}
-	ch, err := loader.Load(charts.ChartDir(chart))
+	cfg, ch, err := helmAction(chart, namespace)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cfg, ch
+}
+
+func helmAction(chart, namespace string) (*action.Configuration, *helmchart.Chart, error) {
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig, flags.Namespace = &env.cluster.Kubeconfig, &namespace
+	cfg := new(action.Configuration)
+	if err := cfg.Init(flags, namespace, "secret", func(string, ...any) {}); err != nil {
+		return nil, nil, err
+	}
+	ch, err := loader.Load(charts.ChartDir(chart))
+	return cfg, ch, err
 }
 
 // helmInstall is a real `helm install` into the e2e API server.

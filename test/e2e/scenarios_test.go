@@ -13,9 +13,8 @@ import (
 
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	pb "github.com/kedacore/keda/v2/pkg/scalers/externalscaler"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -676,15 +675,14 @@ func TestReadClusterSameReleaseInTwoNamespaces(t *testing.T) {
 	}
 
 	// A ScaledJob nobody created asks, with a template of its own.
-	conn, err := grpc.NewClient(cs.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// With KEDA's own certificate: mutual TLS admits it, the scaler's own
+	// check must refuse it.
+	conn := dialAs(t, cs.Addr, credentials.NewTLS(kedaTLS(t)))
 	defer conn.Close()
 	before := placeholderAgents(pool)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err = pb.NewExternalScalerClient(conn).GetMetricSpec(ctx, &pb.ScaledObjectRef{Namespace: "e2e-cluster-x", Name: "ghost",
+	_, err := pb.NewExternalScalerClient(conn).GetMetricSpec(ctx, &pb.ScaledObjectRef{Namespace: "e2e-cluster-x", Name: "ghost",
 		ScalerMetadata: map[string]string{"scalerAddress": cs.Addr, "poolName": "cluster", "organization": "contoso", "capabilities": "Agent.OS=Linux,ghost"}})
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("a call for a ScaledJob that does not exist: %v, want NotFound", err)

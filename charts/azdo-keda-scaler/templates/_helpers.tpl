@@ -62,3 +62,31 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 80
 {{- end -}}
 {{- end -}}
+
+{{/* gRPC TLS: the server's Secret (generated or brought). */}}
+{{- define "azdo-keda-scaler.tlsSecret" -}}
+{{- default (printf "%s-tls" (include "azdo-keda-scaler.fullname" .)) .Values.tls.existingSecret -}}
+{{- end -}}
+
+{{/* gRPC TLS: KEDA's client Secret in keda.namespace ("" when brought without one). */}}
+{{- define "azdo-keda-scaler.tlsClientSecret" -}}
+{{- if .Values.tls.existingSecret -}}
+{{- .Values.tls.existingClientSecret -}}
+{{- else -}}
+{{- printf "%s-keda-client" (include "azdo-keda-scaler.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* gRPC TLS: the client names the scaler admits, comma-separated. */}}
+{{- define "azdo-keda-scaler.tlsClientNames" -}}
+{{- $names := .Values.tls.clientNames -}}
+{{- if not .Values.tls.existingSecret -}}
+{{- $names = prepend $names (printf "%s-keda" (include "azdo-keda-scaler.fullname" .)) -}}
+{{- end -}}
+{{- join "," ($names | uniq) -}}
+{{- end -}}
+
+{{/* gRPC TLS: the ClusterTriggerAuthentication pools reference. */}}
+{{- define "azdo-keda-scaler.clusterTriggerAuthentication" -}}
+{{- default (include "azdo-keda-scaler.fullname" .) .Values.tls.clusterTriggerAuthentication.name -}}
+{{- end -}}
