@@ -173,6 +173,7 @@ func (o *Org) addAgentFromBody(p *pool, r *http.Request) (int, []byte) {
 	if in.Version != nil && system["Agent.Version"] == "" {
 		system["Agent.Version"] = *in.Version
 	}
+	o.authorizeAgent(in.Authorization)
 	a := o.addAgentLocked(p, Agent{Name: *in.Name}, system, user, in.Authorization)
 	return marshal(http.StatusOK, *a)
 }
@@ -182,7 +183,9 @@ func (o *Org) addAgentFromBody(p *pool, r *http.Request) (int, []byte) {
 func (o *Org) Agent(poolID int, name string) (taskagent.TaskAgent, bool) {
 	o.server.mu.Lock()
 	defer o.server.mu.Unlock()
-	for _, a := range o.mustPool(poolID).agents {
+	p := o.mustPool(poolID)
+	o.expireLocked(p)
+	for _, a := range p.agents {
 		if strings.EqualFold(*a.Name, name) {
 			return *a, true
 		}

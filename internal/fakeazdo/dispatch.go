@@ -14,7 +14,10 @@ import (
 func (o *Org) Dispatch(poolID int) map[uint64]int {
 	o.server.mu.Lock()
 	defer o.server.mu.Unlock()
-	p := o.mustPool(poolID)
+	return o.dispatchLocked(o.mustPool(poolID))
+}
+
+func (o *Org) dispatchLocked(p *pool) map[uint64]int {
 	out := map[uint64]int{}
 	for _, r := range p.requests {
 		if r.Result != nil || r.ReservedAgent != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,6 +52,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
+	}
+	if ep == AgentToken {
+		// The client assertion is the credential.
+		status, body := org.issueAgentToken(r)
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = w.Write(body)
+		return
 	}
 	if !s.authorized(org, r) {
 		if r.Header.Get("X-TFS-FedAuthRedirect") != "Suppress" {
@@ -124,6 +133,8 @@ func route(method string, p []string) (ep Endpoint, poolID, itemID int, ok bool)
 		return Options, 0, 0, true
 	case method == http.MethodGet && len(p) == 1 && p[0] == "resourceareas":
 		return ResourceAreas, 0, 0, true
+	case method == http.MethodPost && len(p) == 2 && p[0] == "oauth2" && p[1] == "token":
+		return AgentToken, 0, 0, true
 	case len(p) < 2 || p[0] != "distributedtask" || p[1] != "pools":
 		return "", 0, 0, false
 	case method == http.MethodGet && len(p) == 2:
@@ -145,6 +156,18 @@ func route(method string, p []string) (ep Endpoint, poolID, itemID int, ok bool)
 	case method == http.MethodDelete && len(p) == 5 && p[3] == "agents":
 		agent, agentOK := atoi(p[4])
 		return DeleteAgent, id, agent, agentOK
+	case method == http.MethodPost && len(p) == 4 && p[3] == "sessions":
+		return CreateSession, id, 0, true
+	case method == http.MethodDelete && len(p) == 5 && p[3] == "sessions":
+		return DeleteSession, id, 0, true // the session id is a GUID: sessionID reads it
+	case method == http.MethodGet && len(p) == 4 && p[3] == "messages":
+		return Messages, id, 0, true
+	case method == http.MethodDelete && len(p) == 5 && p[3] == "messages":
+		msg, msgOK := atoi(p[4])
+		return DeleteMessage, id, msg, msgOK
+	case method == http.MethodPatch && len(p) == 5 && p[3] == "jobrequests":
+		req, reqOK := atoi(p[4])
+		return UpdateRequest, id, req, reqOK
 	}
 	return "", 0, 0, false
 }
@@ -220,6 +243,9 @@ func (s *Server) answer(o *Org, ep Endpoint, poolID, itemID int, r *http.Request
 		})
 	}
 
+	if ep == Messages {
+		return s.nextMessage(o, poolID, r) // a long poll: it takes the lock itself
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ep == Pools {
@@ -245,6 +271,7 @@ func (s *Server) answer(o *Org, ep Endpoint, poolID, itemID int, r *http.Request
 	if !ok {
 		return errorBody(http.StatusNotFound, "TaskAgentPoolNotFoundException", fmt.Sprintf("Agent pool %d could not be found.", poolID))
 	}
+	o.expireLocked(p)
 	switch ep {
 	case Pool:
 		return marshal(http.StatusOK, p.info)
@@ -268,6 +295,14 @@ func (s *Server) answer(o *Org, ep Endpoint, poolID, itemID int, r *http.Request
 			return http.StatusNoContent, nil
 		}
 		return errorBody(http.StatusNotFound, "TaskAgentNotFoundException", fmt.Sprintf("Agent %d was not found in pool %d.", itemID, poolID))
+	case CreateSession:
+		return o.createSession(p, r)
+	case DeleteSession:
+		return o.deleteSession(p, path.Base(r.URL.Path))
+	case DeleteMessage:
+		return o.deleteMessage(p, itemID, r)
+	case UpdateRequest:
+		return o.updateRequest(p, itemID, r)
 	}
 	return errorBody(http.StatusNotFound, "NotFoundException", "not found")
 }

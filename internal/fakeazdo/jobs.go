@@ -14,6 +14,7 @@ type Job struct {
 	Demands []string // as Azure Pipelines writes them: "docker", "Agent.OS -equals Linux"
 	Name    string   // job name; default "Job"
 	Plan    string   // plan type; default "Build"
+	Script  string   // what the job's one step runs (bash), for agents that run it
 }
 
 // QueueJob adds an unassigned job request to a pool and returns its id.
@@ -28,6 +29,12 @@ func (o *Org) QueueJob(poolID int, job Job) uint64 {
 	}
 	if job.Plan == "" {
 		job.Plan = "Build"
+	}
+	if job.Script != "" {
+		if p.scripts == nil {
+			p.scripts = map[uint64]string{}
+		}
+		p.scripts[id] = job.Script
 	}
 	ds := *demandsOf(job.Demands)
 	now := nowTime()
@@ -275,4 +282,19 @@ func (o *Org) JobAgent(requestID uint64) (string, bool) {
 		return "", false
 	}
 	return *r.ReservedAgent.Name, true
+}
+
+// JobResult is a finished job's result (succeeded, failed, canceled...).
+func (o *Org) JobResult(requestID uint64) (string, bool) {
+	o.server.mu.Lock()
+	defer o.server.mu.Unlock()
+	for _, p := range o.pools {
+		o.expireLocked(p)
+		for _, r := range p.requests {
+			if *r.RequestId == requestID && r.Result != nil {
+				return string(*r.Result), true
+			}
+		}
+	}
+	return "", false
 }

@@ -23,11 +23,14 @@ var locations = []location{
 	{"a8c47e17-4d56-4a56-92bb-de7ea7dc65be", "distributedtask", "pools", "_apis/{area}/{resource}/{poolId}", "3.0", "7.2", "7.1", 1},
 	{"e298ef32-5878-4cab-993c-043836571f42", "distributedtask", "agents", "_apis/{area}/pools/{poolId}/{resource}/{agentId}", "3.0", "7.2", "7.1", 1},
 	{"fc825784-c92a-4299-9221-998a02d1b54f", "distributedtask", "jobrequests", "_apis/{area}/pools/{poolId}/{resource}/{requestId}", "3.0", "7.2", "0.0", 1},
+	{"134e239e-2df3-4794-a6f6-24f1f19ec8dc", "distributedtask", "sessions", "_apis/{area}/pools/{poolId}/{resource}/{sessionId}", "3.0", "7.2", "0.0", 1},
+	{"c3a054f6-7a8a-49c0-944e-3a8e5d7adfd7", "distributedtask", "messages", "_apis/{area}/pools/{poolId}/{resource}/{messageId}", "3.0", "7.2", "0.0", 1},
 }
 
 func locationFor(ep Endpoint) location {
 	name := map[Endpoint]string{ResourceAreas: "ResourceAreas", Pools: "pools", Pool: "pools", Agents: "agents", DeleteAgent: "agents",
-		AddAgent: "agents", JobRequests: "jobrequests"}[ep]
+		AddAgent: "agents", JobRequests: "jobrequests", UpdateRequest: "jobrequests", CreateSession: "sessions", DeleteSession: "sessions",
+		Messages: "messages", DeleteMessage: "messages"}[ep]
 	for _, l := range locations {
 		if l.resource == name {
 			return l

@@ -21,12 +21,15 @@ type Org struct {
 	nextRequest uint64
 	rateLimit   *rateLimit
 	rejected    int
+	sessions    map[uuid.UUID]*session // open agent sessions
+	agentTokens []string               // agents that signed in with their key
 }
 
 type pool struct {
 	info     taskagent.TaskAgentPool
 	requests []*taskagent.TaskAgentJobRequest // in queue order
 	agents   []*taskagent.TaskAgent
+	scripts  map[uint64]string // a job's script, by request id
 }
 
 // AcceptBearerToken adds a Microsoft Entra ID access token the organization

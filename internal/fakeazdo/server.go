@@ -9,7 +9,12 @@
 //   - GET _apis/distributedtask/pools/{poolId}/jobrequests[?completedRequestCount=&$top=&agentId=];
 //   - GET _apis/distributedtask/pools/{poolId}/agents[?agentName=&includeCapabilities=&includeAssignedRequest=&includeLastCompletedRequest=];
 //   - POST _apis/distributedtask/pools/{poolId}/agents (registration, as config.sh does);
-//   - DELETE _apis/distributedtask/pools/{poolId}/agents/{agentId}.
+//   - DELETE _apis/distributedtask/pools/{poolId}/agents/{agentId};
+//   - what a running agent calls: POST _apis/oauth2/token (its own key's
+//     client assertion for a token), POST and DELETE pools/{poolId}/sessions,
+//     GET pools/{poolId}/messages (a long poll that hands it a job) and
+//     DELETE pools/{poolId}/messages/{messageId}, PATCH
+//     pools/{poolId}/jobrequests/{requestId} (renew the lock, finish the job).
 //
 // Bodies are the SDK's own model types, so field names are the SDK's. Paths
 // are matched ignoring case (the SDK lower-cases the organization URL), PATs
@@ -23,8 +28,10 @@
 // (injected faults, the TSTU budget), http.go (routing, authentication,
 // api-version negotiation, answers), locations.go (the discovery
 // answers), pools.go (organizations and pools), jobs.go (job requests and
-// pipeline runs), agents.go (agents and their registration) and
-// dispatch.go (what Azure DevOps does when an agent is free).
+// pipeline runs), agents.go (agents and their registration),
+// dispatch.go (what Azure DevOps does when an agent is free), sessions.go
+// (a running agent's session, messages and job requests) and oauth.go (an
+// agent's own sign-in).
 package fakeazdo
 
 import (
@@ -49,6 +56,13 @@ const (
 	Agents        Endpoint = "agents"
 	DeleteAgent   Endpoint = "deleteagent"
 	AddAgent      Endpoint = "addagent"
+	// An agent's own calls (sessions.go, oauth.go).
+	AgentToken    Endpoint = "agenttoken"
+	CreateSession Endpoint = "createsession"
+	DeleteSession Endpoint = "deletesession"
+	Messages      Endpoint = "messages"
+	DeleteMessage Endpoint = "deletemessage"
+	UpdateRequest Endpoint = "updaterequest"
 )
 
 // Server is a fake Azure DevOps with any number of organizations.

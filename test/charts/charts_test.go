@@ -940,3 +940,33 @@ func checkReadCluster(t *testing.T, f *config.Flags, objs []Object, addresses, n
 		t.Errorf("read access granted in %v, want %v", granted, namespaces)
 	}
 }
+
+// The agent reports its environment as capabilities: the pool chart puts
+// the trigger's capabilities (but the agent's own Agent.*) in the register
+// and agent containers' environment, so that Azure DevOps sees what the
+// trigger claims and dispatches its jobs to these pods.
+func TestCapabilitiesBecomeTheAgentsEnvironment(t *testing.T) {
+	values := writeValues(t, "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}\nscaler: {address: 'a:6000'}\n"+
+		"trigger: {capabilities: 'Agent.OS=Linux, docker ,java.version=21,agent.name=x'}")
+	_, objs, _, err := Render(poolRelease(), values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sj, _ := Find[*kedav1alpha1.ScaledJob](objs)
+	pod := sj.Spec.JobTargetRef.Template.Spec
+	want := map[string]string{"docker": "true", "java.version": "21"}
+	for _, c := range append(slices.Clone(pod.InitContainers), pod.Containers...) {
+		if c.Name != "register" && c.Name != "agent" {
+			continue
+		}
+		got := map[string]string{}
+		for _, e := range c.Env {
+			if _, ok := want[e.Name]; ok || strings.HasPrefix(strings.ToLower(e.Name), "agent.") {
+				got[e.Name] = e.Value
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s container: capability environment %v, want %v", c.Name, got, want)
+		}
+	}
+}

@@ -32,3 +32,25 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- printf "%s-pat" (include "azdo-agent-pool.fullname" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The trigger's capabilities as the agent's environment: the agent reports its
+environment variables as capabilities (at registration and each time it
+starts listening), so what the trigger claims is what Azure DevOps sees.
+Agent.* capabilities are the agent's own and are skipped; a bare NAME gets
+the value "true".
+*/}}
+{{- define "azdo-agent-pool.capabilityEnv" -}}
+{{- range (splitList "," (.Values.trigger.capabilities | default "")) }}
+{{- $c := trim . }}
+{{- if and $c (not (hasPrefix "agent." (lower $c))) }}
+{{- $name := $c }}
+{{- $value := "true" }}
+{{- if contains "=" $c }}
+{{- $name = trim (regexReplaceAll "=.*$" $c "") }}
+{{- $value = trim (regexReplaceAll "^[^=]*=" $c "") }}
+{{- end }}
+- {name: {{ $name | quote }}, value: {{ $value | quote }}}
+{{- end }}
+{{- end }}
+{{- end -}}
