@@ -8,7 +8,7 @@ LDFLAGS   := -s -w -X github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app.Ve
 FUZZTIME  ?= 10s
 IMAGE     ?= azdo-keda-scaler:$(VERSION)
 
-.PHONY: all build run test lint unit fuzz ship screenshot manifests bench bench-micro e2e e2e-tools image proto help
+.PHONY: all build run test lint unit fuzz ship screenshot manifests bench bench-micro e2e e2e-tools node-tools e2e-node image proto help
 
 all: build
 
@@ -71,6 +71,16 @@ $(E2E_BIN)/keda-operator: test/e2e/tools/keda-operator/go.mod test/e2e/tools/ked
 	cd test/e2e/tools/keda-operator && $(GO) build -trimpath -o $(CURDIR)/$@ github.com/kedacore/keda/v2/cmd/operator
 
 e2e-tools: $(E2E_BIN)/etcd $(E2E_BIN)/kube-apiserver $(E2E_BIN)/keda-operator ## build the end-to-end tier's etcd, kube-apiserver and KEDA
+
+# The node tier's controller manager, scheduler and kubelet: the same k8s.io/kubernetes.
+NODE_TOOLS := kube-controller-manager kube-scheduler kubelet
+$(addprefix $(E2E_BIN)/,$(NODE_TOOLS)): test/e2e/tools/kube-node/go.mod test/e2e/tools/kube-node/go.sum
+	cd test/e2e/tools/kube-node && $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $(CURDIR)/$@ k8s.io/kubernetes/cmd/$(notdir $@)
+
+node-tools: e2e-tools $(addprefix $(E2E_BIN)/,$(NODE_TOOLS)) ## build the node tier's control plane and kubelet
+
+e2e-node: build node-tools ## the node tier (root): the Job controller, a scheduler, a kubelet and containerd run the agent pods
+	cd test && $(GO) vet -tags 'e2e node' ./e2e && $(GO) test -tags 'e2e node' -count=1 -timeout 40m -v -run '^TestNode' ./e2e
 
 e2e: build e2e-tools ## the end-to-end tier: real KEDA driving our ScaledJobs (logs in test/e2e/.work/logs)
 	cd test && $(GO) vet -tags e2e ./e2e && $(GO) test -tags e2e -count=1 -timeout 30m -v ./e2e

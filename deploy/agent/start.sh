@@ -250,7 +250,18 @@ save_state() {
   [[ -e "$AZP_STATE_DIR/.agent" ]] || die "config.sh left no .agent file: the agent is not configured"
   if [[ -n "${AZP_EXTERNALS_DIR:-}" ]]; then
     log "copying the agent's externals to $AZP_EXTERNALS_DIR"
-    cp -a "$AZP_AGENT_DIR/externals/." "$AZP_EXTERNALS_DIR/"
+    # Each entry, not the directory itself: the target is an emptyDir owned
+    # by root, and a non-root user without CAP_FOWNER may not set its times
+    # (cp -a src/. dst/ fails there with "preserving times ... not permitted").
+    local entries
+    entries=("$AZP_AGENT_DIR"/externals/* "$AZP_AGENT_DIR"/externals/.[!.]*)
+    local existing=()
+    for f in "${entries[@]}"; do
+      [[ -e "$f" || -L "$f" ]] && existing+=("$f")
+    done
+    if ((${#existing[@]} > 0)); then
+      cp -a "${existing[@]}" "$AZP_EXTERNALS_DIR/"
+    fi
   fi
 }
 

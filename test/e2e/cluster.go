@@ -100,6 +100,15 @@ func (p *Proc) Kill() {
 	}
 }
 
+// The node tier (build tag node, node.go) sets these: a cluster with a
+// controller manager, a scheduler and a kubelet, and a fake Azure DevOps
+// that pods can reach.
+var (
+	withNode       bool
+	fakeListenAddr = "127.0.0.1:0"
+	setupNode      func(ctx context.Context, c *Cluster, binDir, workDir, logDir string) (stop func(), err error)
+)
+
 // Cluster is etcd, kube-apiserver and the KEDA operator on loopback.
 type Cluster struct {
 	Dir        string
@@ -193,6 +202,12 @@ func StartCluster(ctx context.Context, binDir, workDir, logDir, crdDir string) (
 		return nil, err
 	}
 	apiURL := fmt.Sprintf("https://127.0.0.1:%d", ports[2])
+	// Without a controller manager nothing creates ServiceAccounts, so the
+	// admission that requires them is off; the node tier has one.
+	admission := "--disable-admission-plugins=ServiceAccount"
+	if withNode {
+		admission = "--enable-admission-plugins=ServiceAccount"
+	}
 	api, err := start(logDir, "kube-apiserver", nil, filepath.Join(binDir, "kube-apiserver"),
 		"--etcd-servers="+etcdURL,
 		"--cert-dir="+filepath.Join(workDir, "apiserver-certs"),
@@ -205,7 +220,7 @@ func StartCluster(ctx context.Context, binDir, workDir, logDir, crdDir string) (
 		"--service-account-signing-key-file="+filepath.Join(pki, "sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/12",
 		"--allow-privileged=true",
-		"--disable-admission-plugins=ServiceAccount")
+		admission)
 	if err != nil {
 		return nil, err
 	}

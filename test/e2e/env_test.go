@@ -112,8 +112,18 @@ func run(m *testing.M) int {
 		return fail(err)
 	}
 
+	if setupNode != nil {
+		started := time.Now()
+		stopNode, err := setupNode(ctx, env.cluster, filepath.Join(work, "bin"), runDir, logDir)
+		if err != nil {
+			return fail(fmt.Errorf("the node: %w", err))
+		}
+		defer stopNode()
+		fmt.Printf("e2e: controller manager, scheduler, containerd and kubelet ready (node Ready) in %s\n", time.Since(started).Round(time.Second))
+	}
+
 	env.fake = fakeazdo.New()
-	if err := env.fake.Start(); err != nil {
+	if err := env.fake.StartOn(fakeListenAddr); err != nil {
 		return fail(err)
 	}
 	defer env.fake.Close()

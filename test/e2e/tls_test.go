@@ -42,6 +42,9 @@ func scalerChartValues() map[string]any {
 		"organizations": []any{map[string]any{"url": env.fake.OrgURL("contoso"), "existingSecret": "azdo-pat"}},
 		"cluster":       map[string]any{"extraScalerAddresses": []any{"127.0.0.1:6000"}},
 		"replicaCount":  1,
+		// The scalers run as processes; on the node tier's node the
+		// Deployment's pod must not start (it has no image there).
+		"nodeSelector": map[string]any{"e2e.azdo-keda-scaler/scaler-runs-as-a-process": "true"},
 	}
 }
 

@@ -38,9 +38,14 @@ The trigger's capabilities as the agent's environment: the agent reports its
 environment variables as capabilities (at registration and each time it
 starts listening), so what the trigger claims is what Azure DevOps sees.
 Agent.* capabilities are the agent's own and are skipped; a bare NAME gets
-the value "true".
+the value "true". In the agent container (agent: true) a name extraEnv sets
+is left to extraEnv: an env var may appear only once.
 */}}
 {{- define "azdo-agent-pool.capabilityEnv" -}}
+{{- $user := list }}
+{{- if .agent }}
+{{- range .Values.extraEnv }}{{ $user = append $user .name }}{{ end }}
+{{- end }}
 {{- range (splitList "," (.Values.trigger.capabilities | default "")) }}
 {{- $c := trim . }}
 {{- if and $c (not (hasPrefix "agent." (lower $c))) }}
@@ -50,7 +55,9 @@ the value "true".
 {{- $name = trim (regexReplaceAll "=.*$" $c "") }}
 {{- $value = trim (regexReplaceAll "^[^=]*=" $c "") }}
 {{- end }}
+{{- if not (has $name $user) }}
 - {name: {{ $name | quote }}, value: {{ $value | quote }}}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end -}}

@@ -68,7 +68,7 @@ initContainers:
       {{- if .Values.dind.enabled }}
       - {name: AZP_EXTERNALS_DIR, value: /azp/externals-copy}
       {{- end }}
-      {{- include "azdo-agent-pool.capabilityEnv" . | nindent 6 }}
+      {{- include "azdo-agent-pool.capabilityEnv" (dict "Values" .Values "agent" false) | nindent 6 }}
     securityContext:
       {{- toYaml .Values.securityContext | nindent 6 }}
     resources:
@@ -144,7 +144,7 @@ containers:
       - {name: AGENT_DOCKER_MTU_VALUE, value: {{ . | quote }}}
       {{- end }}
       {{- end }}
-      {{- include "azdo-agent-pool.capabilityEnv" . | nindent 6 }}
+      {{- include "azdo-agent-pool.capabilityEnv" (dict "Values" .Values "agent" true) | nindent 6 }}
       {{- with .Values.extraEnv }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
