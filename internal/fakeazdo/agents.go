@@ -1,9 +1,7 @@
 package fakeazdo
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -43,10 +41,6 @@ func (o *Org) AddAgent(poolID int, spec Agent) int {
 func (o *Org) addAgentLocked(p *pool, spec Agent, system, user map[string]string, auth *taskagent.TaskAgentAuthorization) *taskagent.TaskAgent {
 	id := o.nextAgent
 	o.nextAgent++
-	status := taskagent.TaskAgentStatusValues.Offline
-	if spec.Online {
-		status = taskagent.TaskAgentStatusValues.Online
-	}
 	enabled := true
 	if spec.Enabled != nil {
 		enabled = *spec.Enabled
@@ -60,11 +54,12 @@ func (o *Org) addAgentLocked(p *pool, spec Agent, system, user map[string]string
 		version = agentVersion
 	}
 	a := &taskagent.TaskAgent{
-		Id: &id, Name: ptr(spec.Name), Status: &status, Enabled: &enabled, Version: ptr(version),
+		Id: &id, Name: ptr(spec.Name), Enabled: &enabled, Version: ptr(version),
 		OsDescription: ptr("Linux 6.1.0 #1 SMP"), ProvisioningState: ptr("Provisioned"), AccessPoint: ptr("CodexAccessMapping"),
-		CreatedOn: &azuredevops.Time{Time: created}, StatusChangedOn: &azuredevops.Time{Time: spec.StatusChangedOn},
+		CreatedOn:      &azuredevops.Time{Time: created},
 		MaxParallelism: ptr(1), SystemCapabilities: &system, UserCapabilities: &user, Authorization: auth,
 	}
+	setStatus(a, spec.Online, spec.StatusChangedOn)
 	p.agents = append(p.agents, a)
 	p.info.Size = ptr(len(p.agents))
 	return a
@@ -78,12 +73,7 @@ func (o *Org) SetAgentStatus(poolID, agentID int, online bool, changedOn time.Ti
 	if a == nil {
 		panic(fmt.Sprintf("fakeazdo: no agent %d in pool %d", agentID, poolID))
 	}
-	status := taskagent.TaskAgentStatusValues.Offline
-	if online {
-		status = taskagent.TaskAgentStatusValues.Online
-	}
-	a.Status = &status
-	a.StatusChangedOn = &azuredevops.Time{Time: changedOn}
+	setStatus(a, online, changedOn)
 }
 
 // AgentNames lists the names of a pool's registered agents, sorted.
@@ -143,12 +133,8 @@ func (p *pool) agentList(q queryValues) []taskagent.TaskAgent {
 // Like Azure DevOps it refuses a name the pool already has (409). The
 // server's lock is held.
 func (o *Org) addAgentFromBody(p *pool, r *http.Request) (int, []byte) {
-	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		return errorBody(http.StatusBadRequest, "InvalidRequestException", err.Error())
-	}
 	var in taskagent.TaskAgent
-	if err := json.Unmarshal(b, &in); err != nil {
+	if err := decodeBody(r, &in); err != nil {
 		return errorBody(http.StatusBadRequest, "InvalidRequestException", "The request body is not a TaskAgent: "+err.Error())
 	}
 	if in.Name == nil || strings.TrimSpace(*in.Name) == "" {

@@ -56,11 +56,13 @@ func satisfies(a *taskagent.TaskAgent, r *taskagent.TaskAgentJobRequest) bool {
 	return true
 }
 
-func deref(m *map[string]string) map[string]string {
-	if m == nil {
-		return nil
+// deref is *p, or the zero value for nil.
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
 	}
-	return *m
+	return *p
 }
 
 // AssignedJob returns the request an agent runs (0, false: none).

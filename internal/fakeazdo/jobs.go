@@ -95,16 +95,7 @@ func (o *Org) FinishJob(requestID uint64, result string) error {
 	if r == nil {
 		return fmt.Errorf("no request %d", requestID)
 	}
-	now := nowTime()
-	res := taskagent.TaskResult(result)
-	r.FinishTime = &now
-	r.Result = &res
-	for _, a := range p.agents {
-		if a.AssignedRequest == r {
-			a.AssignedRequest = nil
-			a.LastCompletedRequest = r
-		}
-	}
+	o.finishLocked(p, r, taskagent.TaskResult(result))
 	return nil
 }
 
@@ -288,13 +279,13 @@ func (o *Org) JobAgent(requestID uint64) (string, bool) {
 func (o *Org) JobResult(requestID uint64) (string, bool) {
 	o.server.mu.Lock()
 	defer o.server.mu.Unlock()
-	for _, p := range o.pools {
-		o.expireLocked(p)
-		for _, r := range p.requests {
-			if *r.RequestId == requestID && r.Result != nil {
-				return string(*r.Result), true
-			}
-		}
+	r, p := o.findRequest(requestID)
+	if r == nil {
+		return "", false
 	}
-	return "", false
+	o.expireLocked(p)
+	if r.Result == nil {
+		return "", false
+	}
+	return string(*r.Result), true
 }

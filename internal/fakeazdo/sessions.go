@@ -82,7 +82,7 @@ func (o *Org) expireLocked(p *pool) {
 	for id, s := range o.sessions {
 		if s.polls == 0 && now.Sub(s.lastPoll) > SessionTimeout && p.findAgent(*s.agent.Id) == s.agent {
 			delete(o.sessions, id)
-			setStatus(s.agent, false)
+			setStatus(s.agent, false, time.Now().UTC())
 		}
 	}
 	for _, r := range p.requests {
@@ -121,7 +121,7 @@ func (o *Org) createSession(p *pool, r *http.Request) (int, []byte) {
 		o.sessions = map[uuid.UUID]*session{}
 	}
 	o.sessions[s.id] = s
-	setStatus(a, true)
+	setStatus(a, true, time.Now().UTC())
 	out := taskagent.TaskAgentSession{SessionId: &s.id, Agent: reference(a), OwnerName: in.OwnerName, SystemCapabilities: a.SystemCapabilities}
 	return marshal(http.StatusOK, out)
 }
@@ -132,14 +132,15 @@ func (o *Org) deleteSession(p *pool, sessionID string) (int, []byte) {
 		return status, body
 	}
 	delete(o.sessions, s.id)
-	setStatus(s.agent, false)
+	setStatus(s.agent, false, time.Now().UTC())
 	return http.StatusNoContent, nil
 }
 
 func (o *Org) sessionOf(p *pool, sessionID string) (*session, int, []byte) {
 	id, err := uuid.Parse(sessionID)
 	if err != nil {
-		return nil, 0, nil
+		st, b := errorBody(http.StatusBadRequest, "ArgumentException", fmt.Sprintf("sessionId %q is not a session id.", sessionID))
+		return nil, st, b
 	}
 	s := o.sessions[id]
 	if s == nil || p.findAgent(*s.agent.Id) != s.agent {
@@ -174,9 +175,6 @@ func (s *Server) nextMessage(o *Org, poolID int, r *http.Request) (int, []byte) 
 		sess, status, body := o.sessionOf(p, q.Get("sessionid"))
 		if sess == nil {
 			s.mu.Unlock()
-			if status == 0 {
-				return errorBody(http.StatusBadRequest, "ArgumentException", "sessionId is required.")
-			}
 			return status, body
 		}
 		if polling == nil {
@@ -211,8 +209,8 @@ func jobMessage(sess *session, req *taskagent.TaskAgentJobRequest, script string
 	locked := time.Now().UTC().Add(JobLockDuration)
 	req.LockedUntil = &azuredevops.Time{Time: locked}
 	body, _ := json.Marshal(JobMessage{
-		MessageType: JobMessageType, Plan: JobPlan{PlanType: deref2(req.PlanType), PlanID: *req.PlanId},
-		JobID: *req.JobId, JobDisplayName: deref2(req.JobName), JobName: deref2(req.JobName), RequestID: *req.RequestId, LockedUntil: locked,
+		MessageType: JobMessageType, Plan: JobPlan{PlanType: deref(req.PlanType), PlanID: *req.PlanId},
+		JobID: *req.JobId, JobDisplayName: deref(req.JobName), JobName: deref(req.JobName), RequestID: *req.RequestId, LockedUntil: locked,
 		Steps: []TaskStep{{Type: "task", Name: "CmdLine", DisplayName: "Script", Inputs: map[string]string{"script": script}}},
 	})
 	id := sess.nextMessage
@@ -220,19 +218,9 @@ func jobMessage(sess *session, req *taskagent.TaskAgentJobRequest, script string
 	return &taskagent.TaskAgentMessage{MessageId: &id, MessageType: ptr(JobMessageType), Body: ptr(string(body))}
 }
 
-func deref2(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
 func (o *Org) deleteMessage(p *pool, messageID int, r *http.Request) (int, []byte) {
 	sess, status, body := o.sessionOf(p, queryIgnoringCase(r).Get("sessionid"))
 	if sess == nil {
-		if status == 0 {
-			return errorBody(http.StatusBadRequest, "ArgumentException", "sessionId is required.")
-		}
 		return status, body
 	}
 	if sess.pending != nil && *sess.pending.MessageId == uint64(messageID) {
@@ -248,13 +236,8 @@ func (o *Org) updateRequest(p *pool, requestID int, r *http.Request) (int, []byt
 	if err := decodeBody(r, &in); err != nil {
 		return errorBody(http.StatusBadRequest, "InvalidRequestException", "The request body is not a TaskAgentJobRequest: "+err.Error())
 	}
-	var req *taskagent.TaskAgentJobRequest
-	for _, q := range p.requests {
-		if *q.RequestId == uint64(requestID) {
-			req = q
-		}
-	}
-	if req == nil {
+	req, inPool := o.findRequest(uint64(requestID))
+	if req == nil || inPool != p {
 		return errorBody(http.StatusNotFound, "TaskAgentJobNotFoundException", fmt.Sprintf("Request %d was not found in pool %d.", requestID, *p.info.Id))
 	}
 	if req.Result != nil {
@@ -271,23 +254,26 @@ func (o *Org) updateRequest(p *pool, requestID int, r *http.Request) (int, []byt
 	return marshal(http.StatusOK, req)
 }
 
-// finishLocked records a job's result and frees its agent.
+// finishLocked records a job's result and frees the agent that ran it.
 func (o *Org) finishLocked(p *pool, req *taskagent.TaskAgentJobRequest, result taskagent.TaskResult) {
 	now := nowTime()
 	req.Result, req.FinishTime = &result, &now
-	if a := p.findAgent(*req.ReservedAgent.Id); a != nil && a.AssignedRequest == req {
-		a.AssignedRequest = nil
-		a.LastCompletedRequest = req
+	for _, a := range p.agents {
+		if a.AssignedRequest == req {
+			a.AssignedRequest = nil
+			a.LastCompletedRequest = req
+		}
 	}
 }
 
-func setStatus(a *taskagent.TaskAgent, online bool) {
+// setStatus sets an agent online or offline as of when.
+func setStatus(a *taskagent.TaskAgent, online bool, when time.Time) {
 	status := taskagent.TaskAgentStatusValues.Offline
 	if online {
 		status = taskagent.TaskAgentStatusValues.Online
 	}
 	a.Status = &status
-	a.StatusChangedOn = &azuredevops.Time{Time: time.Now().UTC()}
+	a.StatusChangedOn = &azuredevops.Time{Time: when}
 }
 
 func decodeBody(r *http.Request, v any) error {
