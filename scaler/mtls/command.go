@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -76,12 +75,21 @@ func Command(args []string, now time.Time, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("azdo-keda-scaler "+CommandName, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var n Names
-	var dnsNames, ips listFlag
+	var dnsNames, ips []string
+	appendTo := func(list *[]string) func(string) error {
+		return func(v string) error {
+			if v == "" {
+				return errors.New("empty value")
+			}
+			*list = append(*list, v)
+			return nil
+		}
+	}
 	fs.StringVar(&n.Name, "name", "azdo-keda-scaler", "the scaler's Service (the chart's full name)")
 	fs.StringVar(&n.Namespace, "namespace", "keda-scalers", "the scaler's namespace")
 	fs.StringVar(&n.KEDANamespace, "keda-namespace", "keda", "KEDA's namespace (its cluster object namespace)")
-	fs.Var(&dnsNames, "dns-name", "another name in the server certificate (repeatable)")
-	fs.Var(&ips, "ip", "an IP address in the server certificate (repeatable)")
+	fs.Func("dns-name", "another name in the server certificate (repeatable)", appendTo(&dnsNames))
+	fs.Func("ip", "an IP address in the server certificate (repeatable)", appendTo(&ips))
 	days := fs.Int("days", 3650, "validity of the certificates, in days; run again to renew")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: azdo-keda-scaler %s [flags] | kubectl apply -f -\n\n"+
@@ -117,15 +125,4 @@ func Command(args []string, now time.Time, stdout, stderr io.Writer) error {
 	}
 	_, err = stdout.Write(out)
 	return err
-}
-
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error {
-	if v == "" {
-		return errors.New("empty value")
-	}
-	*l = append(*l, v)
-	return nil
 }

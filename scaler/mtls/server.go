@@ -31,11 +31,7 @@ func ServerConfig(f Files) (*tls.Config, error) {
 	if len(f.ClientNames) > 0 && f.ClientCA == "" {
 		return nil, errors.New("client names need a client CA")
 	}
-	cfg, err := f.load()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := cfg.GetCertificate(nil); err != nil {
+	if _, err := f.load(); err != nil {
 		return nil, err
 	}
 	return &tls.Config{

@@ -148,8 +148,15 @@ func TestPoolChartUsesTheScalersClusterTriggerAuthentication(t *testing.T) {
 	if tr.Metadata["enableTLS"] != "true" || tr.AuthenticationRef == nil || tr.AuthenticationRef.Kind != "ClusterTriggerAuthentication" || tr.AuthenticationRef.Name != cta.Name {
 		t.Errorf("the pool's trigger must enable TLS through ClusterTriggerAuthentication %s: %+v", cta.Name, tr)
 	}
-	if k := kinds(poolObjs); slices.Contains(k, "TriggerAuthentication") || slices.Contains(k, "Secret") && strings.Contains(string(findYAML(poolObjs, "Secret")), "tls.key") {
+	if k := kinds(poolObjs); slices.Contains(k, "TriggerAuthentication") {
 		t.Errorf("the pool chart must put no TLS material in the team's namespace: %v", k)
+	}
+	for name, s := range secretsByName(poolObjs, poolRelease().Namespace) {
+		for _, key := range []string{"tls.key", "ca.crt", "tls.crt"} {
+			if _, ok := s.Data[key]; ok {
+				t.Errorf("the pool chart's Secret %s holds %s: no TLS material belongs in the team's namespace", name, key)
+			}
+		}
 	}
 	if !strings.Contains(notes, "over TLS with ClusterTriggerAuthentication azdo-keda-scaler") {
 		t.Errorf("NOTES must say how KEDA reaches the scaler:\n%s", notes)
@@ -182,13 +189,4 @@ func TestPlainManifestsUseTheTLSSecretsCommand(t *testing.T) {
 	if !slices.Equal([]string(f.TLSClientNames), []string{names.ClientName()}) {
 		t.Errorf("client names %v, want %s", f.TLSClientNames, names.ClientName())
 	}
-}
-
-func findYAML(objs []Object, kind string) []byte {
-	for _, o := range objs {
-		if o.Kind == kind {
-			return o.YAML
-		}
-	}
-	return nil
 }
