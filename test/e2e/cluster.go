@@ -343,6 +343,22 @@ func established(crd *apiextv1.CustomResourceDefinition) bool {
 	return false
 }
 
+// waitUntil polls cond every 200 ms until it holds, limit passes or ctx ends.
+func waitUntil(ctx context.Context, limit time.Duration, what string, cond func() bool) error {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no %s after %s", what, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
 func waitHTTP(ctx context.Context, p *Proc, url string, headers map[string]string, limit time.Duration, client ...*http.Client) error {
 	hc := http.DefaultClient
 	if len(client) > 0 {

@@ -430,11 +430,8 @@ func events(t *testing.T, namespace, name string) []string {
 func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if err := waitUntil(context.Background(), limit, what, cond); err != nil {
+		t.Fatalf("timed out after %s waiting for %s", limit, what)
 	}
 	return time.Since(start)
 }
@@ -442,8 +439,13 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) t
 // lineWith returns the first line of a log file holding every part.
 func lineWith(path string, parts ...string) string {
 	b, _ := os.ReadFile(path)
+	return lineIn(string(b), parts...)
+}
+
+// lineIn returns the first line of text holding every part.
+func lineIn(text string, parts ...string) string {
 next:
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(text, "\n") {
 		for _, p := range parts {
 			if !strings.Contains(l, p) {
 				continue next

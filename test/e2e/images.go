@@ -365,9 +365,7 @@ func (n *node) buildImages() error {
 	dind.entrypoint = []string{"/usr/sbin/dockerd"}
 	dind.env = []string{"PATH=/usr/local/bin:/usr/bin:/usr/sbin"}
 
-	agentV2 := *agent
-	agentV2.name = agentImage + ":" + agentTagV2
-	for _, img := range []*imageSpec{pause, agent, &agentV2, dind} {
+	for _, img := range []*imageSpec{pause, agent, dind} {
 		tarball := filepath.Join(n.imageDir, strings.NewReplacer("/", "_", ":", "_").Replace(img.name)+".tar")
 		if err := img.writeTarball(tarball); err != nil {
 			return fmt.Errorf("%s: %w", img.name, err)
@@ -376,5 +374,6 @@ func (n *node) buildImages() error {
 			return err
 		}
 	}
-	return nil
+	// The same agent image under a second tag, for an upgrade.
+	return sh("ctr", "--address", n.sock, "-n", "k8s.io", "images", "tag", agentImage+":"+agentTag, agentImage+":"+agentTagV2)
 }

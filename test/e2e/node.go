@@ -160,21 +160,6 @@ func (n *node) killContainer(id string) error {
 	return sh("ctr", "--address", n.sock, "-n", "k8s.io", "tasks", "kill", "-a", "-s", "SIGKILL", id)
 }
 
-func waitUntil(ctx context.Context, limit time.Duration, what string, cond func() bool) error {
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no %s after %s", what, limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
 func sh(name string, args ...string) error {
 	out, err := exec.Command(name, args...).CombinedOutput()
 	if err != nil {

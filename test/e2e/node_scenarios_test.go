@@ -178,11 +178,18 @@ func TestNodeOneJobFromQueueToGone(t *testing.T) {
 // podLogs is a container's log, through the API server and the kubelet.
 func podLogs(t *testing.T, namespace, pod, container string) string {
 	t.Helper()
-	b, err := env.cluster.Kube.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{Container: container}).Do(context.Background()).Raw()
+	logs, err := containerLog(namespace, pod, container, false)
 	if err != nil {
 		t.Fatalf("logs of %s/%s %s: %v", namespace, pod, container, err)
 	}
-	return string(b)
+	return logs
+}
+
+// containerLog is a container's log (previous: of its last run before a
+// restart).
+func containerLog(namespace, pod, container string, previous bool) (string, error) {
+	b, err := env.cluster.Kube.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{Container: container, Previous: previous}).Do(context.Background()).Raw()
+	return string(b), err
 }
 
 // takenBy waits until a job is taken and returns the agent (the pod) that
@@ -275,9 +282,9 @@ func TestNodeEvictionLetsTheJobFinish(t *testing.T) {
 	}
 	finished := time.Since(evicted)
 	gone := waitFor(t, "the evicted pod to leave", time.Minute, func() bool { return podGone(t, ns, pod) })
-	logs := podLogsIfAny(ns, pod, "agent")
+	logs, _ := containerLog(ns, pod, "agent", false) // "" once the pod is gone
 	record("N3 eviction of %s while its 10s job ran: the job finished succeeded %.1fs after the eviction, the pod left %.1fs after; agent log: %q",
-		pod, finished.Seconds(), gone.Seconds(), lineOf(logs, "stop requested"))
+		pod, finished.Seconds(), gone.Seconds(), strings.TrimSpace(lineIn(logs, "stop requested")))
 }
 
 // Node scenario 4: a pod deleted while its job runs longer than
@@ -347,24 +354,6 @@ func TestNodeAgentCrashFailsTheJobAndTheAgentIsSwept(t *testing.T) {
 		failed.Seconds(), fakeazdo.JobLockDuration, swept.Seconds(), p.Status.Phase)
 }
 
-// podLogsIfAny is a container's log, or "" once the pod is gone.
-func podLogsIfAny(namespace, pod, container string) string {
-	b, err := env.cluster.Kube.CoreV1().Pods(namespace).GetLogs(pod, &corev1.PodLogOptions{Container: container}).Do(context.Background()).Raw()
-	if err != nil {
-		return ""
-	}
-	return string(b)
-}
-
-func lineOf(text, substr string) string {
-	for _, l := range strings.Split(text, "\n") {
-		if strings.Contains(l, substr) {
-			return strings.TrimSpace(l)
-		}
-	}
-	return ""
-}
-
 // dumpPods logs a namespace's pods: phase, each container's state, and
 // their logs, which go with the pods at teardown.
 func dumpPods(t *testing.T, namespace string) {
@@ -378,9 +367,8 @@ func dumpPods(t *testing.T, namespace string) {
 		for _, st := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
 			t.Logf("  container %s: %+v", st.Name, st.State)
 			for _, previous := range []bool{false, true} {
-				b, err := env.cluster.Kube.CoreV1().Pods(namespace).GetLogs(p.Name, &corev1.PodLogOptions{Container: st.Name, Previous: previous}).Do(context.Background()).Raw()
-				if err == nil && len(b) > 0 {
-					t.Logf("  log of %s (previous %v):\n%s", st.Name, previous, b)
+				if logs, err := containerLog(namespace, p.Name, st.Name, previous); err == nil && logs != "" {
+					t.Logf("  log of %s (previous %v):\n%s", st.Name, previous, logs)
 				}
 			}
 		}
