@@ -15,6 +15,10 @@ type Job struct {
 	Name    string   // job name; default "Job"
 	Plan    string   // plan type; default "Build"
 	Script  string   // what the job's one step runs (bash), for agents that run it
+	// Container is the image of the job's container (YAML `container:`):
+	// the job message then names it as the job container, and an agent runs
+	// the job's steps in it.
+	Container string
 }
 
 // QueueJob adds an unassigned job request to a pool and returns its id.
@@ -30,11 +34,11 @@ func (o *Org) QueueJob(poolID int, job Job) uint64 {
 	if job.Plan == "" {
 		job.Plan = "Build"
 	}
-	if job.Script != "" {
-		if p.scripts == nil {
-			p.scripts = map[uint64]string{}
+	if job.Script != "" || job.Container != "" {
+		if p.steps == nil {
+			p.steps = map[uint64]Job{}
 		}
-		p.scripts[id] = job.Script
+		p.steps[id] = job
 	}
 	ds := *demandsOf(job.Demands)
 	now := nowTime()

@@ -29,7 +29,7 @@ type pool struct {
 	info     taskagent.TaskAgentPool
 	requests []*taskagent.TaskAgentJobRequest // in queue order
 	agents   []*taskagent.TaskAgent
-	scripts  map[uint64]string // a job's script, by request id
+	steps    map[uint64]Job // what a job runs (script, container), by request id
 }
 
 // AcceptBearerToken adds a Microsoft Entra ID access token the organization

@@ -28,17 +28,37 @@ var MessagePollTimeout = 20 * time.Second
 
 // JobMessage is the body of a PipelineAgentJobRequest message: the fields
 // of the agent's AgentJobRequestMessage the stand-in agent uses, under
-// their real names. Each step is a CmdLine task whose inputs.script runs.
+// their real names. Each step is a CmdLine task whose inputs.script runs;
+// a container job names its container's alias in jobContainer and the
+// container among the resources, as Azure Pipelines does.
 type JobMessage struct {
-	MessageType    string     `json:"messageType"`
-	Plan           JobPlan    `json:"plan"`
-	JobID          uuid.UUID  `json:"jobId"`
-	JobDisplayName string     `json:"jobDisplayName"`
-	JobName        string     `json:"jobName"`
-	RequestID      uint64     `json:"requestId"`
-	LockedUntil    time.Time  `json:"lockedUntil"`
-	Steps          []TaskStep `json:"steps"`
+	MessageType    string       `json:"messageType"`
+	Plan           JobPlan      `json:"plan"`
+	JobID          uuid.UUID    `json:"jobId"`
+	JobDisplayName string       `json:"jobDisplayName"`
+	JobName        string       `json:"jobName"`
+	RequestID      uint64       `json:"requestId"`
+	LockedUntil    time.Time    `json:"lockedUntil"`
+	JobContainer   string       `json:"jobContainer,omitempty"`
+	Resources      JobResources `json:"resources"`
+	Steps          []TaskStep   `json:"steps"`
 }
+
+// JobResources are the resources a job uses (here only containers).
+type JobResources struct {
+	Containers []ContainerResource `json:"containers"`
+}
+
+// ContainerResource is a container of the job: its alias and properties
+// (image; localimage when it is not to be pulled).
+type ContainerResource struct {
+	Alias      string         `json:"alias"`
+	Properties map[string]any `json:"properties"`
+}
+
+// jobContainerAlias is the job container's alias, as if the pipeline had
+// `resources: containers: - container: build` and `container: build`.
+const jobContainerAlias = "build"
 
 // JobPlan identifies the pipeline run a job belongs to.
 type JobPlan struct {
@@ -185,7 +205,7 @@ func (s *Server) nextMessage(o *Org, poolID int, r *http.Request) (int, []byte) 
 			o.expireLocked(p)
 			o.dispatchLocked(p)
 			if req := sess.agent.AssignedRequest; req != nil && !sess.deliveredJobs[*req.RequestId] {
-				sess.pending = jobMessage(sess, req, p.scripts[*req.RequestId])
+				sess.pending = jobMessage(sess, req, p.steps[*req.RequestId])
 				sess.deliveredJobs[*req.RequestId] = true
 			}
 		}
@@ -205,14 +225,20 @@ func (s *Server) nextMessage(o *Org, poolID int, r *http.Request) (int, []byte) 
 	}
 }
 
-func jobMessage(sess *session, req *taskagent.TaskAgentJobRequest, script string) *taskagent.TaskAgentMessage {
+func jobMessage(sess *session, req *taskagent.TaskAgentJobRequest, job Job) *taskagent.TaskAgentMessage {
 	locked := time.Now().UTC().Add(JobLockDuration)
 	req.LockedUntil = &azuredevops.Time{Time: locked}
-	body, _ := json.Marshal(JobMessage{
+	m := JobMessage{
 		MessageType: JobMessageType, Plan: JobPlan{PlanType: deref(req.PlanType), PlanID: *req.PlanId},
 		JobID: *req.JobId, JobDisplayName: deref(req.JobName), JobName: deref(req.JobName), RequestID: *req.RequestId, LockedUntil: locked,
-		Steps: []TaskStep{{Type: "task", Name: "CmdLine", DisplayName: "Script", Inputs: map[string]string{"script": script}}},
-	})
+		Resources: JobResources{Containers: []ContainerResource{}},
+		Steps:     []TaskStep{{Type: "task", Name: "CmdLine", DisplayName: "Script", Inputs: map[string]string{"script": job.Script}}},
+	}
+	if job.Container != "" {
+		m.JobContainer = jobContainerAlias
+		m.Resources.Containers = append(m.Resources.Containers, ContainerResource{Alias: jobContainerAlias, Properties: map[string]any{"image": job.Container}})
+	}
+	body, _ := json.Marshal(m)
 	id := sess.nextMessage
 	sess.nextMessage++
 	return &taskagent.TaskAgentMessage{MessageId: &id, MessageType: ptr(JobMessageType), Body: ptr(string(body))}

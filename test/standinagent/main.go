@@ -55,6 +55,10 @@ const Version = "4.261.0"
 const apiVersion = "7.1-preview.1"
 
 func main() {
+	if filepath.Base(os.Args[0]) == "node" {
+		keepAlive() // the externals' node, as a job container's command
+		return
+	}
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: standinagent config|run ...")
 		os.Exit(2)
@@ -321,9 +325,36 @@ type message struct {
 	JobDisplayName string    `json:"jobDisplayName"`
 	RequestID      uint64    `json:"requestId"`
 	LockedUntil    time.Time `json:"lockedUntil"`
-	Steps          []struct {
+	JobContainer   string    `json:"jobContainer"`
+	Resources      struct {
+		Containers []struct {
+			Alias      string         `json:"alias"`
+			Properties map[string]any `json:"properties"`
+		} `json:"containers"`
+	} `json:"resources"`
+	Steps []struct {
 		Inputs map[string]string `json:"inputs"`
 	} `json:"steps"`
+}
+
+// container is the job container's image and whether it is local only
+// (the resource's localimage), or "" for a job on the agent's host.
+func (m message) container() (image string, localImage bool, err error) {
+	if m.JobContainer == "" {
+		return "", false, nil
+	}
+	for _, c := range m.Resources.Containers {
+		if c.Alias != m.JobContainer {
+			continue
+		}
+		image, _ = c.Properties["image"].(string)
+		localImage, _ = c.Properties["localimage"].(bool)
+		if image == "" {
+			return "", false, fmt.Errorf("container %s has no image", c.Alias)
+		}
+		return image, localImage, nil
+	}
+	return "", false, fmt.Errorf("the job container %s is not among the job's resources", m.JobContainer)
 }
 
 // nextJob long-polls until a job message arrives, deleting each message it
@@ -372,14 +403,37 @@ func runJob(c *client, s settings, job message, stop <-chan os.Signal) string {
 	renewCtx, stopRenew := context.WithCancel(context.Background())
 	defer stopRenew()
 	go renewLock(renewCtx, c, s.PoolID, job)
+	image, localImage, err := job.container()
+	if err != nil {
+		fmt.Printf("%s: ##[error]%v\n", stamp(), err)
+		return "failed"
+	}
+	var ctr *jobContainer
+	if image != "" {
+		root, _ := os.Getwd()
+		fmt.Printf("%s: Initialize containers: %s\n", stamp(), image)
+		ctr, err = startJobContainer(containerRoots{root: root, work: work, externals: filepath.Join(root, "externals"), tools: filepath.Join(work, "_tool")}, image, localImage)
+		defer ctr.stop()
+		if err != nil {
+			fmt.Printf("%s: ##[error]Initialize containers failed: %v\n", stamp(), err)
+			return "failed"
+		}
+	}
 	for _, step := range job.Steps {
 		script := step.Inputs["script"]
 		if script == "" {
 			continue
 		}
 		cmd := exec.Command("bash", "-c", script)
-		cmd.Dir, cmd.Stdout, cmd.Stderr = work, os.Stdout, os.Stderr
+		cmd.Dir = work
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if ctr != nil {
+			if cmd, err = ctr.step(script); err != nil {
+				fmt.Printf("%s: ##[error]%v\n", stamp(), err)
+				return "failed"
+			}
+		}
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Start(); err != nil {
 			fmt.Printf("%s: ##[error]%v\n", stamp(), err)
 			return "failed"
