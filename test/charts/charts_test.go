@@ -459,8 +459,10 @@ func TestAgentPoolChart(t *testing.T) {
 				if len(pod.InitContainers) != 1 || pod.InitContainers[0].Name != "register" {
 					t.Errorf("DinD off: want only the register init container, got %d", len(pod.InitContainers))
 				}
-				if _, ok := env(agent(t, pod), "DOCKER_HOST"); ok {
-					t.Error("DinD off: DOCKER_HOST must not be set")
+				for _, name := range []string{"DOCKER_HOST", "VSTS_SETUP_DOCKERGROUP"} {
+					if _, ok := env(agent(t, pod), name); ok {
+						t.Errorf("DinD off: %s must not be set", name)
+					}
 				}
 				for _, v := range pod.Volumes {
 					if v.Name == "docker-socket" || v.Name == "docker-storage" || v.Name == "externals" {
@@ -760,6 +762,11 @@ func sidecar(t *testing.T, pod corev1.PodSpec) corev1.Container {
 	if !ok || !strings.HasPrefix(host.Value, "unix://") {
 		t.Fatalf("agent DOCKER_HOST %q", host.Value)
 	}
+	// The agent's container jobs put the job's user in the group of
+	// /var/run/docker.sock and fail without it; the socket is elsewhere.
+	if knob, _ := env(agent(t, pod), "VSTS_SETUP_DOCKERGROUP"); knob.Value != "false" {
+		t.Errorf("agent VSTS_SETUP_DOCKERGROUP %q, want false (the socket is not at /var/run/docker.sock)", knob.Value)
+	}
 	sock := strings.TrimPrefix(host.Value, "unix://")
 	if !slices.ContainsFunc(d.Args, func(a string) bool { return strings.Contains(a, sock) }) {
 		t.Errorf("DinD does not listen on the agent's socket %s: %v", sock, d.Args)
@@ -947,8 +954,11 @@ func checkReadCluster(t *testing.T, f *config.Flags, objs []Object, addresses, n
 // trigger claims and dispatches its jobs to these pods.
 func TestCapabilitiesBecomeTheAgentsEnvironment(t *testing.T) {
 	// extraEnv's own java.version wins: a name may appear once in a container.
+	// So does its VSTS_SETUP_DOCKERGROUP (a team that mounts a socket at
+	// /var/run/docker.sock through extraVolumes).
 	values := writeValues(t, "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}\nscaler: {address: 'a:6000'}\n"+
-		"trigger: {capabilities: 'Agent.OS=Linux, docker ,java.version=21,agent.name=x'}\nextraEnv: [{name: java.version, value: '17'}]")
+		"trigger: {capabilities: 'Agent.OS=Linux, docker ,java.version=21,agent.name=x'}\n"+
+		"extraEnv: [{name: java.version, value: '17'}, {name: VSTS_SETUP_DOCKERGROUP, value: 'true'}]")
 	_, objs, _, err := Render(poolRelease(), values)
 	if err != nil {
 		t.Fatal(err)
@@ -961,12 +971,13 @@ func TestCapabilitiesBecomeTheAgentsEnvironment(t *testing.T) {
 		case "register":
 		case "agent":
 			want["java.version"] = []string{"17"}
+			want["VSTS_SETUP_DOCKERGROUP"] = []string{"true"}
 		default:
 			continue
 		}
 		got := map[string][]string{}
 		for _, e := range c.Env {
-			if _, ok := want[e.Name]; ok || strings.HasPrefix(strings.ToLower(e.Name), "agent.") {
+			if _, ok := want[e.Name]; ok || strings.HasPrefix(strings.ToLower(e.Name), "agent.") || e.Name == "VSTS_SETUP_DOCKERGROUP" {
 				got[e.Name] = append(got[e.Name], e.Value)
 			}
 		}

@@ -11,6 +11,8 @@ The agent pod. Three containers share it:
 {{- $sock := "/var/run/dind" -}}
 {{- $externals := "/azp/agent/externals" -}}
 {{- $state := "/azp/state" -}}
+{{- $userEnv := list -}}
+{{- range .Values.extraEnv }}{{ $userEnv = append $userEnv .name }}{{ end -}}
 {{- $image := printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- $sharedMounts := list (dict "name" "work" "mountPath" .Values.azp.workDir) -}}
 {{- if .Values.dind.enabled }}{{ $sharedMounts = append $sharedMounts (dict "name" "externals" "mountPath" $externals) }}{{ end -}}
@@ -140,6 +142,11 @@ containers:
       - {name: AZP_STOP_TIMEOUT, value: {{ max 0 (sub .Values.terminationGracePeriodSeconds 15) | quote }}}
       {{- if .Values.dind.enabled }}
       - {name: DOCKER_HOST, value: "unix://{{ $sock }}/docker.sock"}
+      {{- if not (has "VSTS_SETUP_DOCKERGROUP" $userEnv) }}
+      # For a container job the agent puts the job's user in the group of /var/run/docker.sock,
+      # and fails the job when there is no socket there; here it is at {{ $sock }}.
+      - {name: VSTS_SETUP_DOCKERGROUP, value: "false"}
+      {{- end }}
       {{- with .Values.dind.mtu }}
       - {name: AGENT_DOCKER_MTU_VALUE, value: {{ . | quote }}}
       {{- end }}
