@@ -187,6 +187,21 @@ func (img *imageSpec) layer() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+func sha256Digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+
+// config is the image's OCI configuration for its one layer (diffID: the
+// uncompressed layer's digest).
+func (img *imageSpec) config(diffID string) ([]byte, error) {
+	return json.Marshal(map[string]any{
+		"architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
+		"config": map[string]any{"Entrypoint": img.entrypoint, "Cmd": img.cmd, "Env": img.env, "User": img.user, "WorkingDir": img.workDir},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{diffID}},
+	})
+}
+
 // writeTarball writes the image as one tar that holds an OCI layout
 // (what `ctr images import` reads, named by the index's
 // io.containerd.image.name) and a Docker manifest.json (what `docker load`
@@ -196,17 +211,12 @@ func (img *imageSpec) writeTarball(dst string) error {
 	if err != nil {
 		return err
 	}
-	digest := func(b []byte) string { s := sha256.Sum256(b); return "sha256:" + hex.EncodeToString(s[:]) }
-	layerDigest := digest(layer)
-	config, err := json.Marshal(map[string]any{
-		"architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
-		"config": map[string]any{"Entrypoint": img.entrypoint, "Cmd": img.cmd, "Env": img.env, "User": img.user, "WorkingDir": img.workDir},
-		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{layerDigest}},
-	})
+	layerDigest := sha256Digest(layer)
+	config, err := img.config(layerDigest)
 	if err != nil {
 		return err
 	}
-	configDigest := digest(config)
+	configDigest := sha256Digest(config)
 	manifest, err := json.Marshal(map[string]any{
 		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
 		"config": map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": configDigest, "size": len(config)},
@@ -215,7 +225,7 @@ func (img *imageSpec) writeTarball(dst string) error {
 	if err != nil {
 		return err
 	}
-	manifestDigest := digest(manifest)
+	manifestDigest := sha256Digest(manifest)
 	index, _ := json.Marshal(map[string]any{
 		"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
 		"manifests": []any{map[string]any{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifestDigest, "size": len(manifest),
@@ -312,7 +322,7 @@ func (n *node) buildImages() error {
 	agent := newImage(agentImage + ":" + agentTag)
 	for _, p := range []string{"/usr/bin/bash", "/usr/bin/curl", "/usr/bin/tini", "/usr/bin/date", "/usr/bin/mktemp", "/usr/bin/cp",
 		"/usr/bin/rm", "/usr/bin/grep", "/usr/bin/sleep", "/usr/bin/env", "/usr/bin/hostname", "/usr/bin/cat", "/usr/bin/mkdir",
-		"/usr/bin/dirname", "/usr/bin/ls", "/usr/bin/id", "/usr/bin/docker"} {
+		"/usr/bin/dirname", "/usr/bin/ls", "/usr/bin/id", "/usr/bin/whoami", "/usr/bin/stat", "/usr/bin/docker"} {
 		if err := agent.program(p); err != nil {
 			return err
 		}
@@ -328,6 +338,12 @@ func (n *node) buildImages() error {
 	}
 	agent.file("azp/start.sh", startSh, 0o755, 0)
 	agent.files["azp/agent/bin/standinagent"] = imageFile{path: "azp/agent/bin/standinagent", mode: 0o755, srcPath: standinBin}
+	// The externals' Node.js, which the agent keeps running as a job
+	// container's command: the stand-in answers to that name too.
+	for _, d := range []string{"azp/agent/externals/node", "azp/agent/externals/node/bin"} {
+		agent.dir(d, 0o755, 1000)
+	}
+	agent.files["azp/agent/externals/node/bin/node"] = imageFile{path: "azp/agent/externals/node/bin/node", mode: 0o755, uid: 1000, srcPath: standinBin}
 	for _, cmd := range []string{"config", "run"} {
 		agent.file("azp/agent/"+cmd+".sh", []byte("#!/usr/bin/env bash\n# The stand-in agent (test/standinagent), in place of the agent's "+cmd+".sh.\nexec \"$(dirname \"$0\")/bin/standinagent\" "+cmd+" \"$@\"\n"), 0o755, 1000)
 	}
@@ -362,6 +378,11 @@ func (n *node) buildImages() error {
 	dind.dir("var/lib", 0o755, 0)
 	dind.dir("var/lib/docker", 0o711, 0)
 	dind.dir("etc/docker", 0o755, 0)
+	// The registry's CA, where Docker looks for a registry's own CA.
+	certsDir := "etc/docker/certs.d/" + n.registry.addr
+	dind.dir("etc/docker/certs.d", 0o755, 0)
+	dind.dir(certsDir, 0o755, 0)
+	dind.file(certsDir+"/ca.crt", n.registry.caPEM, 0o644, 0)
 	dind.entrypoint = []string{"/usr/sbin/dockerd"}
 	dind.env = []string{"PATH=/usr/local/bin:/usr/bin:/usr/sbin"}
 
@@ -374,6 +395,49 @@ func (n *node) buildImages() error {
 			return err
 		}
 	}
+	if err := n.pushJobImage(); err != nil {
+		return fmt.Errorf("the job container image: %w", err)
+	}
 	// The same agent image under a second tag, for an upgrade.
 	return sh("ctr", "--address", n.sock, "-n", "k8s.io", "images", "tag", agentImage+":"+agentTag, agentImage+":"+agentTagV2)
+}
+
+// jobImageName is the container job's image in the registry; the image
+// says so in /etc/e2e-job-image.
+const jobImageName = "team-a/build"
+
+// pushJobImage makes a container job's image as the agent needs one (bash,
+// and what its user set-up runs: getent, useradd, groupadd, usermod, su)
+// and puts it in the registry.
+func (n *node) pushJobImage() error {
+	img := newImage(jobImageName)
+	for _, p := range []string{"/usr/bin/bash", "/usr/bin/cat", "/usr/bin/cut", "/usr/bin/id", "/usr/bin/whoami", "/usr/bin/getent",
+		"/usr/bin/ls", "/usr/bin/stat", "/usr/bin/touch", "/usr/sbin/useradd", "/usr/sbin/groupadd", "/usr/sbin/usermod", "/usr/bin/su"} {
+		if err := img.program(p); err != nil {
+			return err
+		}
+	}
+	for _, m := range []string{"pam_rootok.so", "pam_permit.so"} {
+		p := "/usr/lib/x86_64-linux-gnu/security/" + m
+		img.files[usrPath(p)] = imageFile{path: usrPath(p), mode: 0o644, srcPath: p}
+		if err := img.libraries(p); err != nil {
+			return err
+		}
+	}
+	img.files["usr/bin/sh"] = imageFile{path: "usr/bin/sh", link: "bash", mode: 0o777}
+	img.etc()
+	for _, d := range []string{"usr/lib/x86_64-linux-gnu/security", "etc/pam.d", "etc/skel", "home", "root"} {
+		img.dir(d, 0o755, 0)
+	}
+	img.file("etc/shadow", []byte("root:*:19000:0:99999:7:::\n"), 0o640, 0)
+	img.file("etc/gshadow", []byte("root:*::\n"), 0o640, 0)
+	img.file("etc/pam.d/su", []byte("auth sufficient pam_rootok.so\naccount required pam_permit.so\nsession required pam_permit.so\n"), 0o644, 0)
+	if b, err := os.ReadFile("/etc/login.defs"); err == nil {
+		img.file("etc/login.defs", b, 0o644, 0)
+	}
+	img.file("etc/e2e-job-image", []byte(jobImageName+"\n"), 0o644, 0)
+	img.cmd = []string{"bash"}
+	ref, err := n.registry.push(jobImageName, "1", img)
+	n.jobImage = ref
+	return err
 }

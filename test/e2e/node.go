@@ -54,6 +54,8 @@ type node struct {
 	bridge   bool
 	logDir   string
 	imageDir string
+	registry *registry // a container job's image comes from here
+	jobImage string    // its reference, host:port/name:tag
 }
 
 // sysctlsKubeletSets are the kernel settings the kubelet overwrites at
@@ -118,6 +120,9 @@ func startNode(ctx context.Context, c *Cluster, binDir, workDir, logDir string) 
 	n.procs = append(n.procs, sched)
 
 	if err := n.startContainerd(); err != nil {
+		return nil, err
+	}
+	if n.registry, err = startRegistry(bridgeIP); err != nil {
 		return nil, err
 	}
 	started := time.Now()
@@ -332,7 +337,11 @@ func (n *node) stop(c *Cluster) {
 		}
 		n.procs[i].Stop(10 * time.Second)
 	}
+	if n.registry != nil {
+		n.registry.close()
+	}
 	n.unmountAll()
+	n.removeImages()
 	for s, v := range n.sysctls {
 		_ = os.WriteFile("/proc/sys/"+s, []byte(v), 0o644)
 	}
@@ -365,10 +374,20 @@ func (n *node) clearContainerd() {
 // unmountAll unmounts what is left under the node's directory, deepest
 // first (projected tokens, sandbox shm, network namespaces, overlays).
 func (n *node) unmountAll() {
+	points := n.mounts()
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	for _, p := range points {
+		_ = exec.Command("umount", "-l", p).Run()
+	}
+}
+
+// mounts are the mount points under the node's directory.
+func (n *node) mounts() []string {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return
+		return nil
 	}
+	defer f.Close()
 	var points []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -377,10 +396,18 @@ func (n *node) unmountAll() {
 			points = append(points, fields[4])
 		}
 	}
-	f.Close()
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-	for _, p := range points {
-		_ = exec.Command("umount", "-l", p).Run()
+	return points
+}
+
+// removeImages removes containerd's store and the image tarballs (about
+// 850 MB a run; the logs stay), only when nothing is mounted there any more.
+func (n *node) removeImages() {
+	if left := n.mounts(); len(left) > 0 {
+		fmt.Printf("e2e node: %d mounts left under %s; its files stay\n", len(left), n.dir)
+		return
+	}
+	for _, d := range []string{"containerd", "images"} {
+		_ = os.RemoveAll(filepath.Join(n.dir, d))
 	}
 }
 
