@@ -57,16 +57,20 @@ type workflow struct {
 	} `yaml:"on"`
 	Env  map[string]string `yaml:"env"`
 	Jobs map[string]struct {
-		Needs    any `yaml:"needs"`
-		Strategy struct {
+		Uses        string            `yaml:"uses"`
+		Permissions map[string]string `yaml:"permissions"`
+		Needs       any               `yaml:"needs"`
+		Strategy    struct {
 			Matrix struct {
 				Include []map[string]string `yaml:"include"`
 			} `yaml:"matrix"`
 		} `yaml:"strategy"`
 		Steps []struct {
+			ID   string            `yaml:"id"`
 			Uses string            `yaml:"uses"`
 			Run  string            `yaml:"run"`
 			With map[string]string `yaml:"with"`
+			Env  map[string]string `yaml:"env"`
 		} `yaml:"steps"`
 	} `yaml:"jobs"`
 }
@@ -75,14 +79,7 @@ type workflow struct {
 // with its defaults pulls images this workflow pushed, with the tag the
 // chart asks for (its appVersion, the git tag without its v).
 func TestReleaseMatchesChartDefaults(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(repoRoot(), ".github", "workflows", "release.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wf workflow
-	if err := yaml.Unmarshal(b, &wf); err != nil {
-		t.Fatal(err)
-	}
+	wf := readWorkflow(t, "release.yaml")
 	if len(wf.On.Push.Tags) != 1 || wf.On.Push.Tags[0] != "v*" {
 		t.Errorf("the release runs on tags v*, got %v", wf.On.Push.Tags)
 	}
@@ -155,4 +152,90 @@ func TestReleaseMatchesChartDefaults(t *testing.T) {
 		}
 	}
 	t.Logf("release pushes %v and both charts to %s", pushed, wf.Env["CHART_REPOSITORY"])
+}
+
+func readWorkflow(t *testing.T, name string) workflow {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(), ".github", "workflows", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wf workflow
+	if err := yaml.Unmarshal(b, &wf); err != nil {
+		t.Fatal(err)
+	}
+	return wf
+}
+
+// TestReleaseIsGatedSignedAndAttested: nothing is published before the CI
+// workflow passed on the tagged commit; each image gets SBOM and provenance
+// attestations and a keyless signature of the digest it pushed; each chart
+// is signed by the digest helm pushed; the GitHub release's notes come
+// from CHANGELOG.md, which has a section to take them from.
+func TestReleaseIsGatedSignedAndAttested(t *testing.T) {
+	wf := readWorkflow(t, "release.yaml")
+	if ci := wf.Jobs["ci"]; ci.Uses != "./.github/workflows/ci.yaml" {
+		t.Errorf("the release must call the CI workflow on the tagged commit, got job ci %+v", ci)
+	}
+	ciWorkflow, err := os.ReadFile(filepath.Join(repoRoot(), ".github", "workflows", "ci.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ci struct {
+		On map[string]any `yaml:"on"`
+	}
+	if err := yaml.Unmarshal(ciWorkflow, &ci); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ci.On["workflow_call"]; !ok {
+		t.Error("ci.yaml must be callable (on: workflow_call) for the release to wait for it")
+	}
+	if wf.Jobs["images"].Needs != "ci" {
+		t.Errorf("images must need ci, got %v", wf.Jobs["images"].Needs)
+	}
+	for name, job := range wf.Jobs {
+		if job.Uses == "" && name != "github-release" && job.Needs == nil {
+			t.Errorf("job %s publishes without waiting for CI", name)
+		}
+	}
+
+	images := wf.Jobs["images"]
+	if images.Permissions["id-token"] != "write" {
+		t.Error("the images job needs id-token: write to sign keyless")
+	}
+	var buildID string
+	var signed bool
+	for _, s := range images.Steps {
+		if strings.HasPrefix(s.Uses, "docker/build-push-action@") {
+			buildID = s.ID
+			if s.With["sbom"] != "true" || s.With["provenance"] != "mode=max" {
+				t.Errorf("the image build must attach an SBOM and provenance (mode=max): %v", s.With)
+			}
+		}
+		if strings.Contains(s.Run, "cosign sign --yes") {
+			signed = buildID != "" && strings.Contains(s.Run, "@${DIGEST}") && s.Env["DIGEST"] == "${{ steps."+buildID+".outputs.digest }}"
+		}
+	}
+	if !signed {
+		t.Error("the images job must sign, after the build, the digest it pushed (cosign sign --yes IMAGE@DIGEST)")
+	}
+
+	charts := wf.Jobs["charts"]
+	var script string
+	for _, s := range charts.Steps {
+		script += s.Run
+	}
+	if charts.Permissions["id-token"] != "write" || !strings.Contains(script, `cosign sign --yes "${CHART_REPOSITORY#oci://}/$chart@$digest"`) ||
+		!strings.Contains(script, `awk '/^Digest:/ {print $2}'`) {
+		t.Errorf("the charts job must sign each chart by the digest helm push printed:\n%s", script)
+	}
+
+	release := wf.Jobs["github-release"]
+	if release.Needs != "charts" || release.Permissions["contents"] != "write" {
+		t.Errorf("the GitHub release comes last (needs charts) with contents: write: %+v", release)
+	}
+	changelog, err := os.ReadFile(filepath.Join(repoRoot(), "CHANGELOG.md"))
+	if err != nil || !strings.Contains(string(changelog), "\n## [Unreleased]\n") {
+		t.Errorf("CHANGELOG.md must have an Unreleased section (%v)", err)
+	}
 }
