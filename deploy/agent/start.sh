@@ -45,6 +45,8 @@
 #   AZP_IDLE_TIMEOUT   seconds an agent waits for its job before it leaves
 #                      (default 300; 0 waits for ever)
 #   AZP_STOP_TIMEOUT   seconds a running job may go on after SIGTERM (default 0)
+#   AZP_CA_DIR         more CAs to trust (PEM files, *.crt or *.pem): added to the
+#                      image's bundle for the agent, curl, git and Node.js tasks
 #   AZP_REMOVE_RETRIES attempts to remove the agent, all-in-one mode (default 30)
 #   AZP_REMOVE_DELAY   seconds between them (default 10)
 set -euo pipefail
@@ -233,8 +235,10 @@ register() {
   local as=""
   [[ "$AZP_AUTH" == SP ]] && as=" as service principal $AZP_CLIENT_ID"
   log "registering agent $AZP_AGENT_NAME in pool $AZP_POOL of $AZP_URL$as"
+  # --disableupdate: a single-run agent must not update itself (and restart)
+  # in the middle of its one job; a newer agent comes with a newer image.
   config_sh --unattended --url "$AZP_URL" --pool "$AZP_POOL" --agent "$AZP_AGENT_NAME" \
-    --work "$AZP_WORK" --replace --acceptTeeEula || die "config.sh could not register agent $AZP_AGENT_NAME in pool $AZP_POOL (see its output above)"
+    --work "$AZP_WORK" --replace --acceptTeeEula --disableupdate || die "config.sh could not register agent $AZP_AGENT_NAME in pool $AZP_POOL (see its output above)"
   registered=true
 }
 
@@ -372,8 +376,28 @@ run_one_job() {
   return "$rc"
 }
 
+# trust_extra_cas adds AZP_CA_DIR's certificates to the image's bundle in a
+# file of this container's own, and points OpenSSL (the agent's .NET, curl),
+# git and Node.js at it. The image's own bundle is left alone.
+trust_extra_cas() {
+  [[ -n "${AZP_CA_DIR:-}" ]] || return 0
+  local f system="" found=() bundle
+  for f in "$AZP_CA_DIR"/*.crt "$AZP_CA_DIR"/*.pem; do
+    [[ -f "$f" ]] && found+=("$f")
+  done
+  ((${#found[@]} > 0)) || die "AZP_CA_DIR $AZP_CA_DIR holds no *.crt or *.pem file"
+  for f in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/cert.pem; do
+    [[ -r "$f" ]] && { system=$f; break; }
+  done
+  bundle="$(mktemp -d)/ca-bundle.pem"
+  cat ${system:+"$system"} "${found[@]}" >"$bundle"
+  export SSL_CERT_FILE=$bundle CURL_CA_BUNDLE=$bundle GIT_SSL_CAINFO=$bundle NODE_EXTRA_CA_CERTS=$bundle
+  log "trusting ${#found[@]} more CA file(s) from $AZP_CA_DIR${system:+ besides $system}"
+}
+
 trap on_exit EXIT
 trap on_term TERM INT
+trust_extra_cas
 
 case "$mode" in
   register)

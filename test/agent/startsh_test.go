@@ -235,7 +235,7 @@ func (h *harness) checkLifecycle() {
 	t := h.t
 	t.Helper()
 	calls := h.calls()
-	want := fmt.Sprintf("config.sh --unattended --url %s --pool linux --agent %s --work %s --replace --acceptTeeEula --auth PAT",
+	want := fmt.Sprintf("config.sh --unattended --url %s --pool linux --agent %s --work %s --replace --acceptTeeEula --disableupdate --auth PAT",
 		h.fake.OrgURL("contoso"), agentName, filepath.Join(h.dir, "work"))
 	if calls[0] != want {
 		t.Errorf("first call:\n got %s\nwant %s", calls[0], want)
@@ -343,7 +343,7 @@ func TestPATNeverReachesTheAgentContainer(t *testing.T) {
 		t.Fatalf("run: exit %d", rc)
 	}
 	calls := h.calls()
-	if calls[0] != fmt.Sprintf("config.sh --unattended --url %s --pool linux --agent %s --work %s --replace --acceptTeeEula --auth PAT",
+	if calls[0] != fmt.Sprintf("config.sh --unattended --url %s --pool linux --agent %s --work %s --replace --acceptTeeEula --disableupdate --auth PAT",
 		h.fake.OrgURL("contoso"), agentName, filepath.Join(h.dir, "work")) {
 		t.Errorf("register did not configure the agent: %q", calls)
 	}
@@ -614,7 +614,7 @@ func TestServicePrincipalRegistersWithoutAPAT(t *testing.T) {
 		t.Fatalf("run: exit %d", rc)
 	}
 	calls := h.calls()
-	want := fmt.Sprintf("config.sh --unattended --url %s --pool linux --agent %s --work %s --replace --acceptTeeEula --auth SP --clientId %s --tenantId %s",
+	want := fmt.Sprintf("config.sh --unattended --url %s --pool linux --agent %s --work %s --replace --acceptTeeEula --disableupdate --auth SP --clientId %s --tenantId %s",
 		h.fake.OrgURL("contoso"), agentName, filepath.Join(h.dir, "work"), clientID, tenantID)
 	if calls[0] != want {
 		t.Errorf("first call:\n got %s\nwant %s", calls[0], want)
@@ -790,5 +790,43 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// AZP_CA_DIR (the pool chart's caBundle): start.sh adds its certificates
+// to the image's bundle in a file of its own and points the agent (OpenSSL),
+// curl, git and Node.js at it, in the register step and for the job.
+func TestExtraCAsAreTrusted(t *testing.T) {
+	caDir := t.TempDir()
+	const corpCA = "-----BEGIN CERTIFICATE-----\nMIIBcorporate-inspecting-proxy-ca\n-----END CERTIFICATE-----\n"
+	must(t, os.WriteFile(filepath.Join(caDir, "corp.crt"), []byte(corpCA), 0o644))
+	must(t, os.WriteFile(filepath.Join(caDir, "README"), []byte("not a certificate"), 0o644))
+	h := newHarness(t, "AZP_CA_DIR="+caDir)
+	if code := h.run(); code != 0 {
+		t.Fatalf("start.sh exited %d", code)
+	}
+	env, err := os.ReadFile(filepath.Join(h.dir, "job.env"))
+	must(t, err)
+	bundle := envValue(strings.Split(string(env), "\n"), "SSL_CERT_FILE")
+	for _, k := range []string{"CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS"} {
+		if v := envValue(strings.Split(string(env), "\n"), k); v != bundle || v == "" {
+			t.Errorf("the job's %s is %q, want the bundle %q", k, v, bundle)
+		}
+	}
+	b, err := os.ReadFile(bundle)
+	must(t, err)
+	if !strings.HasSuffix(string(b), corpCA) || strings.Contains(string(b), "not a certificate") {
+		t.Errorf("the bundle must end with the extra CA and hold nothing else from AZP_CA_DIR:\n%s", b[max(0, len(b)-300):])
+	}
+	if system, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt"); err == nil && !strings.HasPrefix(string(b), string(system)) {
+		t.Error("the bundle must start with the image's own CAs")
+	}
+	if !strings.Contains(h.output(), "trusting 1 more CA file(s)") {
+		t.Errorf("start.sh does not say it trusts the extra CA:\n%s", h.output())
+	}
+
+	empty := newHarness(t, "AZP_CA_DIR="+t.TempDir())
+	if code := empty.run(); code == 0 || !strings.Contains(empty.output(), "holds no *.crt or *.pem file") {
+		t.Errorf("an empty AZP_CA_DIR: exit %d\n%s", code, empty.output())
 	}
 }

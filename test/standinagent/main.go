@@ -113,6 +113,7 @@ func configure(args []string) error {
 	fs.Bool("unattended", false, "")
 	replace := fs.Bool("replace", false, "replace an agent of the same name")
 	fs.Bool("acceptTeeEula", false, "")
+	fs.Bool("disableupdate", false, "the stand-in never updates itself")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
