@@ -429,7 +429,7 @@ func TestAgentPoolChart(t *testing.T) {
 	}{
 		{
 			name: "linux-dind", values: "ci/linux-dind-values.yaml",
-			wantKinds: []string{"ScaledJob"},
+			wantKinds: []string{"NetworkPolicy", "ScaledJob"},
 			check: func(t *testing.T, pod corev1.PodSpec, objs []Object) {
 				dind := sidecar(t, pod)
 				if dind.SecurityContext == nil || dind.SecurityContext.Privileged == nil || !*dind.SecurityContext.Privileged {
@@ -444,17 +444,24 @@ func TestAgentPoolChart(t *testing.T) {
 						t.Errorf("%s must be mounted in both the agent and the dind containers", path)
 					}
 				}
-				if q, ok := dind.Resources.Requests[corev1.ResourceEphemeralStorage]; !ok || q.String() != "50Gi" {
-					t.Errorf("DinD's 50Gi emptyDir must be requested as ephemeral storage, got %v", dind.Resources.Requests)
+				// Ordinary nodes: small requests, the sizes as the emptyDirs' limits.
+				if q, ok := dind.Resources.Requests[corev1.ResourceEphemeralStorage]; !ok || q.String() != "4Gi" {
+					t.Errorf("DinD must request 4Gi of ephemeral storage, got %v", dind.Resources.Requests)
 				}
-				if q := agent(t, pod).Resources.Requests[corev1.ResourceEphemeralStorage]; q.String() != "20Gi" {
-					t.Errorf("the work directory must be requested as ephemeral storage, got %v", agent(t, pod).Resources.Requests)
+				if q := agent(t, pod).Resources.Requests[corev1.ResourceEphemeralStorage]; q.String() != "2Gi" {
+					t.Errorf("the agent must request 2Gi of ephemeral storage, got %v", agent(t, pod).Resources.Requests)
+				}
+				for _, v := range pod.Volumes {
+					want := map[string]string{"work": "20Gi", "docker-storage": "50Gi"}[v.Name]
+					if want != "" && (v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil || v.EmptyDir.SizeLimit.String() != want) {
+						t.Errorf("volume %s must be an emptyDir limited to %s: %+v", v.Name, want, v.VolumeSource)
+					}
 				}
 			},
 		},
 		{
 			name: "dind off", values: minimalPool + "dind: {enabled: false}\n",
-			wantKinds: []string{"ScaledJob"},
+			wantKinds: []string{"NetworkPolicy", "ScaledJob"},
 			check: func(t *testing.T, pod corev1.PodSpec, objs []Object) {
 				if len(pod.InitContainers) != 1 || pod.InitContainers[0].Name != "register" {
 					t.Errorf("DinD off: want only the register init container, got %d", len(pod.InitContainers))
@@ -475,7 +482,7 @@ func TestAgentPoolChart(t *testing.T) {
 			// Registration with a Microsoft Entra ID service principal: no PAT anywhere, the
 			// client secret in the register init container only (the common checks below).
 			name: "service principal", values: "ci/service-principal-values.yaml",
-			wantKinds: []string{"ScaledJob"},
+			wantKinds: []string{"NetworkPolicy", "ScaledJob"},
 			check: func(t *testing.T, pod corev1.PodSpec, objs []Object) {
 				reg := pod.InitContainers[0]
 				want := map[string]string{"AZP_AUTH": "SP", "AZP_TENANT_ID": "11111111-2222-3333-4444-555555555555",
@@ -505,7 +512,7 @@ func TestAgentPoolChart(t *testing.T) {
 		},
 		{
 			name: "rootless", values: "ci/rootless-values.yaml",
-			wantKinds: []string{"ScaledJob"},
+			wantKinds: []string{"NetworkPolicy", "ScaledJob"},
 			check: func(t *testing.T, pod corev1.PodSpec, objs []Object) {
 				dind := sidecar(t, pod)
 				if dind.SecurityContext.Privileged == nil || *dind.SecurityContext.Privileged {
@@ -966,12 +973,10 @@ func TestCapabilitiesBecomeTheAgentsEnvironment(t *testing.T) {
 	sj, _ := Find[*kedav1alpha1.ScaledJob](objs)
 	pod := sj.Spec.JobTargetRef.Template.Spec
 	for _, c := range append(slices.Clone(pod.InitContainers), pod.Containers...) {
-		want := map[string][]string{"docker": {"true"}, "java.version": {"21"}} // the register container has no extraEnv
+		// Both containers get extraEnv.
+		want := map[string][]string{"docker": {"true"}, "java.version": {"17"}, "VSTS_SETUP_DOCKERGROUP": {"true"}}
 		switch c.Name {
-		case "register":
-		case "agent":
-			want["java.version"] = []string{"17"}
-			want["VSTS_SETUP_DOCKERGROUP"] = []string{"true"}
+		case "register", "agent":
 		default:
 			continue
 		}

@@ -38,14 +38,12 @@ The trigger's capabilities as the agent's environment: the agent reports its
 environment variables as capabilities (at registration and each time it
 starts listening), so what the trigger claims is what Azure DevOps sees.
 Agent.* capabilities are the agent's own and are skipped; a bare NAME gets
-the value "true". In the agent container (agent: true) a name extraEnv sets
-is left to extraEnv: an env var may appear only once.
+the value "true". A name extraEnv sets is left to extraEnv (both the register
+and the agent container get it): an env var may appear only once.
 */}}
 {{- define "azdo-agent-pool.capabilityEnv" -}}
 {{- $user := list }}
-{{- if .agent }}
 {{- range .Values.extraEnv }}{{ $user = append $user .name }}{{ end }}
-{{- end }}
 {{- range (splitList "," (.Values.trigger.capabilities | default "")) }}
 {{- $c := trim . }}
 {{- if and $c (not (hasPrefix "agent." (lower $c))) }}
@@ -59,5 +57,43 @@ is left to extraEnv: an env var may appear only once.
 - {name: {{ $name | quote }}, value: {{ $value | quote }}}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The proxy's environment (.agent: the register and agent containers, which
+also get VSTS_HTTP_PROXY, the variable the agent itself reads first). The
+cluster's own names are never proxied. A name extraEnv sets is left to it
+in the containers that get extraEnv.
+*/}}
+{{- define "azdo-agent-pool.proxyEnv" -}}
+{{- $p := .Values.proxy }}
+{{- $user := list }}
+{{- if .agent }}{{ range .Values.extraEnv }}{{ $user = append $user .name }}{{ end }}{{ end }}
+{{- if or $p.httpProxy $p.httpsProxy }}
+{{- $no := join "," (concat (list "$(KUBERNETES_SERVICE_HOST)" "kubernetes.default.svc" ".svc" ".cluster.local" "localhost" "127.0.0.1") ($p.noProxy | default list)) }}
+{{- $env := list }}
+{{- with $p.httpProxy }}{{ $env = concat $env (list (list "HTTP_PROXY" .) (list "http_proxy" .)) }}{{ end }}
+{{- with $p.httpsProxy }}{{ $env = concat $env (list (list "HTTPS_PROXY" .) (list "https_proxy" .)) }}{{ end }}
+{{- $env = concat $env (list (list "NO_PROXY" $no) (list "no_proxy" $no)) }}
+{{- if .agent }}{{ $env = append $env (list "VSTS_HTTP_PROXY" ($p.httpsProxy | default $p.httpProxy)) }}{{ end }}
+{{- range $env }}
+{{- if not (has (index . 0) $user) }}
+- {name: {{ index . 0 }}, value: {{ index . 1 | quote }}}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Where the extra CAs are mounted, when there are any. */}}
+{{- define "azdo-agent-pool.caDir" -}}
+{{- if or .Values.caBundle.configMap .Values.caBundle.secret }}/etc/azp/ca{{ end -}}
+{{- end -}}
+
+{{/* The Docker daemon's extra environment: the proxy, and the extra CAs beside the image's (Go reads SSL_CERT_DIR). */}}
+{{- define "azdo-agent-pool.dindEnv" -}}
+{{- include "azdo-agent-pool.proxyEnv" (dict "Values" .Values "agent" false) }}
+{{- with .caDir }}
+- {name: SSL_CERT_DIR, value: "/etc/ssl/certs:{{ . }}"}
 {{- end }}
 {{- end -}}

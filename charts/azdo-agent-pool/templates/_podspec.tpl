@@ -18,13 +18,16 @@ The agent pod. Three containers share it:
 {{- if .Values.dind.enabled }}{{ $sharedMounts = append $sharedMounts (dict "name" "externals" "mountPath" $externals) }}{{ end -}}
 {{- if .Values.cache.enabled }}{{ $sharedMounts = append $sharedMounts (dict "name" "cache" "mountPath" .Values.cache.mountPath) }}{{ end -}}
 {{- $sharedMounts = concat $sharedMounts .Values.extraVolumeMounts -}}
+{{- $caDir := include "azdo-agent-pool.caDir" . -}}
+{{- $caMounts := list -}}
+{{- if $caDir }}{{ $caMounts = list (dict "name" "ca-bundle" "mountPath" $caDir "readOnly" true) }}{{ end -}}
 {{- $agentResources := deepCopy .Values.resources -}}
 {{- if not (hasKey ($agentResources.requests | default dict) "ephemeral-storage") -}}
-{{- $_ := set $agentResources "requests" (merge (dict "ephemeral-storage" .Values.azp.workStorage) ($agentResources.requests | default dict)) -}}
+{{- $_ := set $agentResources "requests" (merge (dict "ephemeral-storage" .Values.azp.workStorageRequest) ($agentResources.requests | default dict)) -}}
 {{- end -}}
 {{- $dindResources := deepCopy .Values.dind.resources -}}
 {{- if and (eq .Values.dind.storage.type "emptyDir") (not (hasKey ($dindResources.requests | default dict) "ephemeral-storage")) -}}
-{{- $_ := set $dindResources "requests" (merge (dict "ephemeral-storage" .Values.dind.storage.size) ($dindResources.requests | default dict)) -}}
+{{- $_ := set $dindResources "requests" (merge (dict "ephemeral-storage" .Values.dind.storage.request) ($dindResources.requests | default dict)) -}}
 {{- end -}}
 restartPolicy: Never
 terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
@@ -37,6 +40,10 @@ runtimeClassName: {{ . }}
 {{- end }}
 {{- with .Values.priorityClassName }}
 priorityClassName: {{ . }}
+{{- end }}
+{{- if and .Values.dind.enabled .Values.dind.userNamespace }}
+# Its own user namespace: root in the dind sidecar is not root on the node.
+hostUsers: false
 {{- end }}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
@@ -71,6 +78,17 @@ initContainers:
       - {name: AZP_EXTERNALS_DIR, value: /azp/externals-copy}
       {{- end }}
       {{- include "azdo-agent-pool.capabilityEnv" (dict "Values" .Values "agent" false) | nindent 6 }}
+      {{- include "azdo-agent-pool.proxyEnv" (dict "Values" .Values "agent" true) | nindent 6 }}
+      {{- with $caDir }}
+      - {name: AZP_CA_DIR, value: {{ . }}}
+      {{- end }}
+      {{- with .Values.extraEnv }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- with .Values.envFrom }}
+    envFrom:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
     securityContext:
       {{- toYaml .Values.securityContext | nindent 6 }}
     resources:
@@ -80,6 +98,9 @@ initContainers:
       - {name: state, mountPath: {{ $state }}}
       {{- if .Values.dind.enabled }}
       - {name: externals, mountPath: /azp/externals-copy}
+      {{- end }}
+      {{- with concat .Values.extraVolumeMounts $caMounts }}
+      {{- toYaml . | nindent 6 }}
       {{- end }}
   {{- if .Values.dind.enabled }}
   # Docker-in-Docker as a native sidecar (restartPolicy: Always): it starts after register, the
@@ -95,6 +116,7 @@ initContainers:
     env:
       - {name: DOCKER_TLS_CERTDIR, value: ""}
       - {name: XDG_RUNTIME_DIR, value: {{ $sock }}}
+      {{- include "azdo-agent-pool.dindEnv" (dict "Values" .Values "caDir" $caDir) | nindent 6 }}
     securityContext:
       runAsUser: 1000
       runAsGroup: 1000
@@ -106,6 +128,7 @@ initContainers:
     args: ["--host=unix://{{ $sock }}/docker.sock", "--group=1000"{{ with .Values.dind.mtu }}, "--mtu={{ . }}"{{ end }}]
     env:
       - {name: DOCKER_TLS_CERTDIR, value: ""}
+      {{- include "azdo-agent-pool.dindEnv" (dict "Values" .Values "caDir" $caDir) | nindent 6 }}
     securityContext:
       # Docker-in-Docker needs a privileged container (or rootless, above).
       privileged: true
@@ -120,7 +143,7 @@ initContainers:
     volumeMounts:
       - {name: docker-socket, mountPath: {{ $sock }}}
       - {name: docker-storage, mountPath: {{ if .Values.dind.rootless }}/home/rootless/.local/share/docker{{ else }}/var/lib/docker{{ end }}}
-      {{- toYaml $sharedMounts | nindent 6 }}
+      {{- toYaml (concat $sharedMounts $caMounts) | nindent 6 }}
   {{- end }}
   {{- with .Values.extraInitContainers }}
   {{- toYaml . | nindent 2 }}
@@ -152,6 +175,10 @@ containers:
       {{- end }}
       {{- end }}
       {{- include "azdo-agent-pool.capabilityEnv" (dict "Values" .Values "agent" true) | nindent 6 }}
+      {{- include "azdo-agent-pool.proxyEnv" (dict "Values" .Values "agent" true) | nindent 6 }}
+      {{- with $caDir }}
+      - {name: AZP_CA_DIR, value: {{ . }}}
+      {{- end }}
       {{- with .Values.extraEnv }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -168,7 +195,7 @@ containers:
       {{- if .Values.dind.enabled }}
       - {name: docker-socket, mountPath: {{ $sock }}}
       {{- end }}
-      {{- toYaml $sharedMounts | nindent 6 }}
+      {{- toYaml (concat $sharedMounts $caMounts) | nindent 6 }}
   {{- with .Values.extraContainers }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
@@ -203,6 +230,13 @@ volumes:
   - name: docker-storage
     emptyDir: {sizeLimit: {{ .Values.dind.storage.size }}}
   {{- end }}
+  {{- end }}
+  {{- if .Values.caBundle.configMap }}
+  - name: ca-bundle
+    configMap: {name: {{ .Values.caBundle.configMap }}}
+  {{- else if .Values.caBundle.secret }}
+  - name: ca-bundle
+    secret: {secretName: {{ .Values.caBundle.secret }}}
   {{- end }}
   {{- if .Values.cache.enabled }}
   - name: cache
