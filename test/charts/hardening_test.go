@@ -213,3 +213,55 @@ func TestPoolNetworkPolicy(t *testing.T) {
 		t.Error("networkPolicy.enabled: false still renders one")
 	}
 }
+
+// Windows agents (os: windows): a pod the API server accepts for a Windows
+// node (spec.os windows, no Linux-only security fields, which it refuses
+// for such a pod), on Windows nodes, with the Windows image and paths, no
+// Docker-in-Docker and no privileged container; Pod Security restricted
+// admits it.
+func TestPoolWindowsAgents(t *testing.T) {
+	pod, _ := poolPod(t, minimalPool+"os: windows\ntrigger: {capabilities: 'Agent.OS=Windows_NT'}\n")
+	if pod.OS == nil || pod.OS.Name != corev1.Windows || pod.NodeSelector["kubernetes.io/os"] != "windows" {
+		t.Fatalf("os %v, nodeSelector %v", pod.OS, pod.NodeSelector)
+	}
+	if refused := podSecurity(t, pod, psaapi.LevelRestricted); len(refused) > 0 {
+		t.Errorf("restricted refuses the Windows pod: %v", refused)
+	}
+	if sc := pod.SecurityContext; sc == nil || sc.FSGroup != nil || sc.SeccompProfile != nil || sc.RunAsUser != nil ||
+		sc.WindowsOptions == nil || sc.WindowsOptions.RunAsUserName == nil || *sc.WindowsOptions.RunAsUserName != "ContainerUser" {
+		t.Errorf("pod security context %+v: Windows options only", sc)
+	}
+	// One container registers, runs and removes the agent: the Windows agent
+	// keeps its key under DPAPI's machine scope, which no second container opens.
+	if len(pod.InitContainers) != 0 || len(pod.Containers) != 1 || !slices.Equal(pod.Containers[0].Args, []string{"all"}) {
+		t.Fatalf("want one agent container running start.ps1 all (no register init container, no Docker-in-Docker), got %d init, %d, args %v",
+			len(pod.InitContainers), len(pod.Containers), pod.Containers[0].Args)
+	}
+	for _, c := range append(slices.Clone(pod.InitContainers), pod.Containers...) {
+		if !strings.HasSuffix(c.Image, "-windows-ltsc2022") {
+			t.Errorf("%s: image %s, want the Windows image", c.Name, c.Image)
+		}
+		sc := c.SecurityContext
+		if sc == nil || sc.Privileged != nil || sc.Capabilities != nil || sc.RunAsUser != nil || sc.AllowPrivilegeEscalation != nil ||
+			sc.WindowsOptions == nil || *sc.WindowsOptions.RunAsUserName != "ContainerUser" {
+			t.Errorf("%s: security context %+v: Windows options only", c.Name, sc)
+		}
+		env := envOf(c)
+		if env["AZP_WORK"][0] != `C:\azp\_work` {
+			t.Errorf("%s: Windows paths: %v", c.Name, env)
+		}
+		for _, k := range []string{"DOCKER_HOST", "VSTS_SETUP_DOCKERGROUP", "AZP_EXTERNALS_DIR"} {
+			if _, ok := env[k]; ok {
+				t.Errorf("%s: %s set on Windows", c.Name, k)
+			}
+		}
+		for _, m := range c.VolumeMounts {
+			if !strings.HasPrefix(m.MountPath, `C:\`) {
+				t.Errorf("%s: mount %s is not a Windows path", c.Name, m.MountPath)
+			}
+		}
+	}
+	if f := envOf(pod.Containers[0])["AZP_TOKEN_FILE"]; len(f) != 1 || f[0] != `C:\azp\secrets\pat` || !hasMount(pod.Containers[0], `C:\azp\secrets`) {
+		t.Errorf("the PAT file %v", f)
+	}
+}

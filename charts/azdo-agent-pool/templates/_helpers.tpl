@@ -97,3 +97,18 @@ in the containers that get extraEnv.
 - {name: SSL_CERT_DIR, value: "/etc/ssl/certs:{{ . }}"}
 {{- end }}
 {{- end -}}
+
+{{/* How start.sh (or start.ps1) finds the registration credential; .file is the Secret's mount path with its separator. */}}
+{{- define "azdo-agent-pool.credentialEnv" -}}
+{{- if eq .Values.azp.auth "service-principal" }}
+- {name: AZP_AUTH, value: SP}
+- {name: AZP_TENANT_ID, value: {{ .Values.azp.tenantId | quote }}}
+- {name: AZP_CLIENT_ID, value: {{ .Values.azp.clientId | quote }}}
+- {name: AZP_CLIENT_SECRET_FILE, value: {{ printf "%sclientSecret" .file | quote }}}
+{{- with .Values.azp.authorityHost }}
+- {name: AZURE_AUTHORITY_HOST, value: {{ . | quote }}}
+{{- end }}
+{{- else }}
+- {name: AZP_TOKEN_FILE, value: {{ printf "%spat" .file | quote }}}
+{{- end }}
+{{- end -}}

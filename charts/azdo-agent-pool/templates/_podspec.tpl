@@ -10,12 +10,20 @@ The agent pod. Three containers share it:
 {{- define "azdo-agent-pool.podSpec" -}}
 {{- $sock := "/var/run/dind" -}}
 {{- $externals := "/azp/agent/externals" -}}
-{{- $state := "/azp/state" -}}
+{{- $win := eq .Values.os "windows" -}}
+{{- /* Windows: no Docker-in-Docker (Windows containers cannot nest), Windows paths. */ -}}
+{{- $dind := and .Values.dind.enabled (not $win) -}}
+{{- $state := ternary "C:\\azp\\state" "/azp/state" $win -}}
+{{- $workDir := ternary .Values.windows.workDir .Values.azp.workDir $win -}}
+{{- $secrets := ternary "C:\\azp\\secrets" "/var/run/secrets/azp" $win -}}
+{{- $sep := ternary "\\" "/" $win -}}
+{{- $securityContext := ternary .Values.windows.securityContext .Values.securityContext $win -}}
+{{- $podSecurityContext := ternary .Values.windows.podSecurityContext .Values.podSecurityContext $win -}}
 {{- $userEnv := list -}}
 {{- range .Values.extraEnv }}{{ $userEnv = append $userEnv .name }}{{ end -}}
-{{- $image := printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
-{{- $sharedMounts := list (dict "name" "work" "mountPath" .Values.azp.workDir) -}}
-{{- if .Values.dind.enabled }}{{ $sharedMounts = append $sharedMounts (dict "name" "externals" "mountPath" $externals) }}{{ end -}}
+{{- $image := printf "%s:%s" .Values.image.repository (.Values.image.tag | default (printf "%s%s" .Chart.AppVersion (ternary .Values.windows.tagSuffix "" $win))) -}}
+{{- $sharedMounts := list (dict "name" "work" "mountPath" $workDir) -}}
+{{- if $dind }}{{ $sharedMounts = append $sharedMounts (dict "name" "externals" "mountPath" $externals) }}{{ end -}}
 {{- if .Values.cache.enabled }}{{ $sharedMounts = append $sharedMounts (dict "name" "cache" "mountPath" .Values.cache.mountPath) }}{{ end -}}
 {{- $sharedMounts = concat $sharedMounts .Values.extraVolumeMounts -}}
 {{- $caDir := include "azdo-agent-pool.caDir" . -}}
@@ -41,7 +49,7 @@ runtimeClassName: {{ . }}
 {{- with .Values.priorityClassName }}
 priorityClassName: {{ . }}
 {{- end }}
-{{- if and .Values.dind.enabled .Values.dind.userNamespace }}
+{{- if and $dind .Values.dind.userNamespace }}
 # Its own user namespace: root in the dind sidecar is not root on the node.
 hostUsers: false
 {{- end }}
@@ -49,9 +57,13 @@ hostUsers: false
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- if $win }}
+os: {name: windows}
+{{- end }}
 securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+  {{- toYaml $podSecurityContext | nindent 2 }}
 initContainers:
+  {{- if not $win }}
   - name: register
     image: {{ $image | quote }}
     imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -61,20 +73,10 @@ initContainers:
       - {name: AZP_POOL, value: {{ required "azp.pool is required" .Values.azp.pool | quote }}}
       - name: AZP_AGENT_NAME
         valueFrom: {fieldRef: {fieldPath: metadata.name}}
-      {{- if eq .Values.azp.auth "service-principal" }}
-      - {name: AZP_AUTH, value: SP}
-      - {name: AZP_TENANT_ID, value: {{ .Values.azp.tenantId | quote }}}
-      - {name: AZP_CLIENT_ID, value: {{ .Values.azp.clientId | quote }}}
-      - {name: AZP_CLIENT_SECRET_FILE, value: /var/run/secrets/azp/clientSecret}
-      {{- with .Values.azp.authorityHost }}
-      - {name: AZURE_AUTHORITY_HOST, value: {{ . | quote }}}
-      {{- end }}
-      {{- else }}
-      - {name: AZP_TOKEN_FILE, value: /var/run/secrets/azp/pat}
-      {{- end }}
-      - {name: AZP_WORK, value: {{ .Values.azp.workDir | quote }}}
-      - {name: AZP_STATE_DIR, value: {{ $state }}}
-      {{- if .Values.dind.enabled }}
+      {{- include "azdo-agent-pool.credentialEnv" (dict "Values" .Values "file" (printf "%s%s" $secrets $sep)) | nindent 6 }}
+      - {name: AZP_WORK, value: {{ $workDir | quote }}}
+      - {name: AZP_STATE_DIR, value: {{ $state | quote }}}
+      {{- if $dind }}
       - {name: AZP_EXTERNALS_DIR, value: /azp/externals-copy}
       {{- end }}
       {{- include "azdo-agent-pool.capabilityEnv" (dict "Values" .Values "agent" false) | nindent 6 }}
@@ -90,19 +92,20 @@ initContainers:
       {{- toYaml . | nindent 6 }}
     {{- end }}
     securityContext:
-      {{- toYaml .Values.securityContext | nindent 6 }}
+      {{- toYaml $securityContext | nindent 6 }}
     resources:
       {{- toYaml .Values.register.resources | nindent 6 }}
     volumeMounts:
-      - {name: azp-credential, mountPath: /var/run/secrets/azp, readOnly: true}
-      - {name: state, mountPath: {{ $state }}}
-      {{- if .Values.dind.enabled }}
+      - {name: azp-credential, mountPath: {{ $secrets | quote }}, readOnly: true}
+      - {name: state, mountPath: {{ $state | quote }}}
+      {{- if $dind }}
       - {name: externals, mountPath: /azp/externals-copy}
       {{- end }}
       {{- with concat .Values.extraVolumeMounts $caMounts }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
-  {{- if .Values.dind.enabled }}
+  {{- end }}
+  {{- if $dind }}
   # Docker-in-Docker as a native sidecar (restartPolicy: Always): it starts after register, the
   # agent waits for its startup probe, and it is stopped only after the agent has exited.
   - name: dind
@@ -152,18 +155,27 @@ containers:
   - name: agent
     image: {{ $image | quote }}
     imagePullPolicy: {{ .Values.image.pullPolicy }}
+    {{- if $win }}
+    # Windows: one container registers, runs the job and removes the agent (start.ps1 all): the
+    # Windows agent keeps its key under DPAPI's machine scope, which a second container cannot open.
+    args: [all]
+    {{- else }}
     args: [run]
+    {{- end }}
     env:
       - {name: AZP_URL, value: {{ .Values.azp.url | quote }}}
       - {name: AZP_POOL, value: {{ .Values.azp.pool | quote }}}
       - name: AZP_AGENT_NAME
         valueFrom: {fieldRef: {fieldPath: metadata.name}}
-      - {name: AZP_WORK, value: {{ .Values.azp.workDir | quote }}}
-      - {name: AZP_STATE_DIR, value: {{ $state }}}
+      {{- if $win }}
+      {{- include "azdo-agent-pool.credentialEnv" (dict "Values" .Values "file" (printf "%s%s" $secrets $sep)) | nindent 6 }}
+      {{- end }}
+      - {name: AZP_WORK, value: {{ $workDir | quote }}}
+      - {name: AZP_STATE_DIR, value: {{ $state | quote }}}
       - {name: AZP_IDLE_TIMEOUT, value: {{ .Values.azp.idleTimeoutSeconds | quote }}}
       # A running job may finish within the grace period, less 15s to cancel it cleanly.
       - {name: AZP_STOP_TIMEOUT, value: {{ max 0 (sub .Values.terminationGracePeriodSeconds 15) | quote }}}
-      {{- if .Values.dind.enabled }}
+      {{- if $dind }}
       - {name: DOCKER_HOST, value: "unix://{{ $sock }}/docker.sock"}
       {{- if not (has "VSTS_SETUP_DOCKERGROUP" $userEnv) }}
       # For a container job the agent puts the job's user in the group of /var/run/docker.sock,
@@ -187,12 +199,16 @@ containers:
       {{- toYaml . | nindent 6 }}
     {{- end }}
     securityContext:
-      {{- toYaml .Values.securityContext | nindent 6 }}
+      {{- toYaml $securityContext | nindent 6 }}
     resources:
       {{- toYaml $agentResources | nindent 6 }}
     volumeMounts:
-      - {name: state, mountPath: {{ $state }}, readOnly: true}
-      {{- if .Values.dind.enabled }}
+      {{- if $win }}
+      - {name: azp-credential, mountPath: {{ $secrets | quote }}, readOnly: true}
+      {{- else }}
+      - {name: state, mountPath: {{ $state | quote }}, readOnly: true}
+      {{- end }}
+      {{- if $dind }}
       - {name: docker-socket, mountPath: {{ $sock }}}
       {{- end }}
       {{- toYaml (concat $sharedMounts $caMounts) | nindent 6 }}
@@ -210,7 +226,7 @@ volumes:
     emptyDir: {sizeLimit: 16Mi}
   - name: work
     emptyDir: {sizeLimit: {{ .Values.azp.workStorage }}}
-  {{- if .Values.dind.enabled }}
+  {{- if $dind }}
   - name: externals
     emptyDir: {sizeLimit: 2Gi}
   - name: docker-socket
@@ -245,7 +261,9 @@ volumes:
   {{- with .Values.extraVolumes }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
-{{- with .Values.nodeSelector }}
+{{- $nodeSelector := deepCopy (.Values.nodeSelector | default dict) }}
+{{- if $win }}{{ $_ := set $nodeSelector "kubernetes.io/os" "windows" }}{{ end }}
+{{- with $nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
