@@ -297,7 +297,8 @@ func TestAgentChecksumFileMatchesTheVersion(t *testing.T) {
 	if err != nil || version == "" {
 		t.Fatalf("version %q, %v", version, err)
 	}
-	line := regexp.MustCompile(`^[0-9a-f]{64}  vsts-agent-linux-(x64|arm64)-` + regexp.QuoteMeta(version) + `\.tar\.gz$`)
+	v := regexp.QuoteMeta(version)
+	line := regexp.MustCompile(`^[0-9a-f]{64}  vsts-agent-(linux-(x64|arm64)-` + v + `\.tar\.gz|win-x64-` + v + `\.zip)$`)
 	for i, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		if l != "" && !strings.HasPrefix(l, "#") && !line.MatchString(l) {
 			t.Errorf("agent-packages.sha256:%d is not a checksum of a %s package: %q", i+1, version, l)
