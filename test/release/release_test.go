@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -111,8 +112,8 @@ func TestReleaseMatchesChartDefaults(t *testing.T) {
 	}
 
 	charts := wf.Jobs["charts"]
-	if charts.Needs != "images" {
-		t.Errorf("charts must be pushed only after the images (needs: images), got %v", charts.Needs)
+	if needs, _ := charts.Needs.([]any); !slices.Contains(needs, any("images")) || !slices.Contains(needs, any("windows-agent")) {
+		t.Errorf("charts must be pushed only after every image (needs: [images, windows-agent]), got %v", charts.Needs)
 	}
 	var script string
 	for _, s := range charts.Steps {
@@ -190,8 +191,18 @@ func TestReleaseIsGatedSignedAndAttested(t *testing.T) {
 	if _, ok := ci.On["workflow_call"]; !ok {
 		t.Error("ci.yaml must be callable (on: workflow_call) for the release to wait for it")
 	}
-	if wf.Jobs["images"].Needs != "ci" {
-		t.Errorf("images must need ci, got %v", wf.Jobs["images"].Needs)
+	for _, job := range []string{"images", "windows-agent"} {
+		if wf.Jobs[job].Needs != "ci" {
+			t.Errorf("%s must need ci, got %v", job, wf.Jobs[job].Needs)
+		}
+	}
+	var windowsScript string
+	for _, s := range wf.Jobs["windows-agent"].Steps {
+		windowsScript += s.Run
+	}
+	if wf.Jobs["windows-agent"].Permissions["id-token"] != "write" || !strings.Contains(windowsScript, "docker build -f deploy/agent/Dockerfile.windows") ||
+		!strings.Contains(windowsScript, "cosign sign --yes $digest") {
+		t.Errorf("the Windows agent image must be built from Dockerfile.windows and signed by digest:\n%s", windowsScript)
 	}
 	for name, job := range wf.Jobs {
 		if job.Uses == "" && name != "github-release" && job.Needs == nil {
