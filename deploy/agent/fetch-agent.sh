@@ -88,7 +88,9 @@ fi
 if [[ -z "$want" && -n "${AZP_URL:-}" ]]; then
   token_file=${AZP_TOKEN_FILE:-/run/secrets/azp_token}
   [[ -s "$token_file" ]] || die "AZP_URL is set but there is no PAT in $token_file (pass it as a BuildKit secret: --secret id=azp_token,src=FILE)"
-  url="${AZP_URL%/}/_apis/distributedtask/packages/agent?platform=$pkg&top=100&api-version=7.1"
+  # No api-version, as Microsoft's own agent image scripts call it: the resource's versions lag
+  # the others' (7.1 is out of its range).
+  url="${AZP_URL%/}/_apis/distributedtask/packages/agent?platform=$pkg&top=100"
   body=$(get "$url" "$token_file" basic) || die "cannot read the agent packages of ${AZP_URL%/} (is the PAT valid, with Agent Pools read?); not falling back"
   # One package per record ({...},{...}); the one whose filename is ours.
   hash=$(printf '%s' "$body" | awk -v RS='[}][ \t\r\n]*,[ \t\r\n]*[{]' -v f="\"$file\"" '

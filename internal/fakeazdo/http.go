@@ -135,6 +135,8 @@ func route(method string, p []string) (ep Endpoint, poolID, itemID int, ok bool)
 		return ResourceAreas, 0, 0, true
 	case method == http.MethodPost && len(p) == 2 && p[0] == "oauth2" && p[1] == "token":
 		return AgentToken, 0, 0, true
+	case method == http.MethodGet && len(p) == 3 && p[0] == "distributedtask" && p[1] == "packages":
+		return AgentPackages, 0, 0, p[2] == "agent"
 	case len(p) < 2 || p[0] != "distributedtask" || p[1] != "pools":
 		return "", 0, 0, false
 	case method == http.MethodGet && len(p) == 2:
@@ -248,6 +250,9 @@ func (s *Server) answer(o *Org, ep Endpoint, poolID, itemID int, r *http.Request
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ep == AgentPackages {
+		return o.agentPackages(q)
+	}
 	if ep == Pools {
 		var out []taskagent.TaskAgentPool
 		ids := make([]int, 0, len(o.pools))

@@ -25,12 +25,13 @@ var locations = []location{
 	{"fc825784-c92a-4299-9221-998a02d1b54f", "distributedtask", "jobrequests", "_apis/{area}/pools/{poolId}/{resource}/{requestId}", "3.0", "7.2", "0.0", 1},
 	{"134e239e-2df3-4794-a6f6-24f1f19ec8dc", "distributedtask", "sessions", "_apis/{area}/pools/{poolId}/{resource}/{sessionId}", "3.0", "7.2", "0.0", 1},
 	{"c3a054f6-7a8a-49c0-944e-3a8e5d7adfd7", "distributedtask", "messages", "_apis/{area}/pools/{poolId}/{resource}/{messageId}", "3.0", "7.2", "0.0", 1},
+	{"8ffcd551-079c-493a-9c02-54346299d144", "distributedtask", "packages", "_apis/{area}/{resource}/{packageType}/{platform}/{version}", "1.0", "6.0", "5.1", 2},
 }
 
 func locationFor(ep Endpoint) location {
 	name := map[Endpoint]string{ResourceAreas: "ResourceAreas", Pools: "pools", Pool: "pools", Agents: "agents", DeleteAgent: "agents",
 		AddAgent: "agents", JobRequests: "jobrequests", UpdateRequest: "jobrequests", CreateSession: "sessions", DeleteSession: "sessions",
-		Messages: "messages", DeleteMessage: "messages"}[ep]
+		Messages: "messages", DeleteMessage: "messages", AgentPackages: "packages"}[ep]
 	for _, l := range locations {
 		if l.resource == name {
 			return l

@@ -23,6 +23,7 @@ type Org struct {
 	rejected    int
 	sessions    map[uuid.UUID]*session // open agent sessions
 	agentTokens []string               // agents that signed in with their key
+	packages    []taskagent.PackageMetadata
 }
 
 type pool struct {

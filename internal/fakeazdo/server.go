@@ -63,6 +63,8 @@ const (
 	Messages      Endpoint = "messages"
 	DeleteMessage Endpoint = "deletemessage"
 	UpdateRequest Endpoint = "updaterequest"
+	// The agent packages Azure DevOps offers (packages.go).
+	AgentPackages Endpoint = "agentpackages"
 )
 
 // Server is a fake Azure DevOps with any number of organizations.

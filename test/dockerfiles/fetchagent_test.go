@@ -14,7 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo/fakeazdotest"
 )
 
 // fetch-agent.sh verifies the agent package against the first source that
@@ -27,38 +28,21 @@ const (
 	buildPAT     = "build-pat-5e1d"
 )
 
-// fakeAzureDevOps answers _apis/distributedtask/packages/agent as Azure
-// DevOps does (a list of PackageMetadata), for the PAT only; packages maps
-// file names to their hashValue.
-func fakeAzureDevOps(t *testing.T, packages map[string]string) (string, *atomic.Int32) {
+// fakeAzureDevOps is the project's fake Azure DevOps, offering agent
+// packages (file name to hashValue) for the PAT only; the returned func
+// counts the package-list calls.
+func fakeAzureDevOps(t *testing.T, packages map[string]string) (string, func() int) {
 	t.Helper()
-	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		if r.Header.Get("Authorization") != "Basic "+base64.StdEncoding.EncodeToString([]byte(":"+buildPAT)) {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		if r.URL.Path != "/contoso/_apis/distributedtask/packages/agent" || r.URL.Query().Get("api-version") == "" {
-			http.NotFound(w, r)
-			return
-		}
-		platform := r.URL.Query().Get("platform")
-		var list []taskagent.PackageMetadata
-		for _, v := range []string{"4.264.2", agentVersion} {
-			file := "vsts-agent-" + platform + "-" + v + ".tar.gz"
-			hash, ok := packages[file]
-			if !ok {
-				continue
-			}
-			list = append(list, taskagent.PackageMetadata{Type: ptr("agent"), Platform: &platform, Filename: &file, HashValue: &hash,
-				DownloadUrl: ptr("https://download.agent.dev.azure.com/agent/" + v + "/" + file),
-				Version:     &taskagent.PackageVersion{Major: ptr(4), Minor: ptr(261), Patch: ptr(0)}})
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"count": len(list), "value": list})
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL + "/contoso", &calls
+	fake := fakeazdotest.Start(t)
+	org := fake.AddOrg("contoso", buildPAT)
+	for file, hash := range packages {
+		// vsts-agent-<platform>-<version>.tar.gz
+		rest := strings.TrimSuffix(strings.TrimPrefix(file, "vsts-agent-"), ".tar.gz")
+		i := strings.LastIndex(rest, "-")
+		org.AddAgentPackage(fakeazdo.AgentPackage{Platform: rest[:i], Version: rest[i+1:], HashValue: hash,
+			DownloadURL: "https://download.agent.dev.azure.com/agent/" + rest[i+1:] + "/" + file})
+	}
+	return fake.OrgURL("contoso"), func() int { return fake.Calls("contoso", fakeazdo.AgentPackages) }
 }
 
 // fakeGitHub answers the releases API for the agent's repository with
@@ -82,8 +66,6 @@ func fakeGitHub(t *testing.T, rows map[string]string) (string, *atomic.Int32) {
 	t.Cleanup(srv.Close)
 	return srv.URL, &calls
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // unreachable is a URL where nothing listens any more.
 func unreachable(t *testing.T) string {
@@ -145,7 +127,7 @@ func TestFetchAgentVerifiesAgainstTheFirstSourceThatHasTheChecksum(t *testing.T)
 			}
 			env := append(os.Environ(), "AGENT_SHA256_FILE="+sumsFile, "AGENT_BASE_URL="+fakePackage(t, c.file, pkg),
 				"AZP_TOKEN_FILE="+tokenFile, "GITHUB_TOKEN_FILE="+filepath.Join(dir, "none"))
-			var azdoCalls *atomic.Int32
+			azdoCalls := func() int { return 0 }
 			if c.azdo != nil {
 				url, calls := fakeAzureDevOps(t, c.azdo)
 				if c.azdoDown {
@@ -173,7 +155,7 @@ func TestFetchAgentVerifiesAgainstTheFirstSourceThatHasTheChecksum(t *testing.T)
 			if asked := githubCalls.Load() > 0; asked != c.askedGitHub {
 				t.Errorf("GitHub asked = %v, want %v", asked, c.askedGitHub)
 			}
-			if c.pinned != "" && strings.Contains(c.pinned, c.file) && azdoCalls != nil && azdoCalls.Load() > 0 {
+			if strings.Contains(c.pinned, c.file) && azdoCalls() > 0 {
 				t.Error("Azure DevOps was asked although the checksum is pinned")
 			}
 		})
