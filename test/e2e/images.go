@@ -5,11 +5,14 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/test/charts"
 )
 
@@ -329,7 +333,7 @@ func (n *node) buildImages() error {
 	}
 	agent.files["usr/bin/sh"] = imageFile{path: "usr/bin/sh", link: "bash", mode: 0o777}
 	agent.etc("agent")
-	for _, d := range []string{"azp", "azp/agent", "azp/agent/bin", "azp/agent/externals", "azp/_work", "azp/state", "home/agent"} {
+	for _, d := range []string{"azp", "azp/_work", "azp/state", "home/agent"} {
 		agent.dir(d, 0o755, 1000)
 	}
 	startSh, err := os.ReadFile(filepath.Join(charts.RepoRoot(), "deploy", "agent", "start.sh"))
@@ -337,15 +341,15 @@ func (n *node) buildImages() error {
 		return err
 	}
 	agent.file("azp/start.sh", startSh, 0o755, 0)
-	agent.files["azp/agent/bin/standinagent"] = imageFile{path: "azp/agent/bin/standinagent", mode: 0o755, srcPath: standinBin}
-	// The externals' Node.js, which the agent keeps running as a job
-	// container's command: the stand-in answers to that name too.
-	for _, d := range []string{"azp/agent/externals/node", "azp/agent/externals/node/bin"} {
-		agent.dir(d, 0o755, 1000)
+	// The agent itself, as the Dockerfile installs it: a package (here the
+	// stand-in's) that fetch-agent.sh downloads, verifies against Azure
+	// DevOps' package list and unpacks into /azp/agent.
+	agentDir, err := n.fetchStandinAgent(standinBin)
+	if err != nil {
+		return fmt.Errorf("the agent package: %w", err)
 	}
-	agent.files["azp/agent/externals/node/bin/node"] = imageFile{path: "azp/agent/externals/node/bin/node", mode: 0o755, uid: 1000, srcPath: standinBin}
-	for _, cmd := range []string{"config", "run"} {
-		agent.file("azp/agent/"+cmd+".sh", []byte("#!/usr/bin/env bash\n# The stand-in agent (test/standinagent), in place of the agent's "+cmd+".sh.\nexec \"$(dirname \"$0\")/bin/standinagent\" "+cmd+" \"$@\"\n"), 0o755, 1000)
+	if err := agent.tree(agentDir, "azp/agent", 1000); err != nil {
+		return err
 	}
 	agent.dir("azp/testdata", 0o755, 0)
 	agent.files["azp/testdata/busybox.tar"] = imageFile{path: "azp/testdata/busybox.tar", mode: 0o644, srcPath: busyboxTar}
@@ -440,4 +444,102 @@ func (n *node) pushJobImage() error {
 	ref, err := n.registry.push(jobImageName, "1", img)
 	n.jobImage = ref
 	return err
+}
+
+// fetchStandinAgent packs the stand-in agent as the agent's package for
+// linux-x64 (config.sh and run.sh, bin/, and externals/node/bin/node, the
+// Node.js a job container runs), offers it from a download site and an
+// Azure DevOps organization that lists its SHA-256, and installs it with
+// deploy/agent/fetch-agent.sh exactly as the image build does. It returns
+// the unpacked agent directory.
+func (n *node) fetchStandinAgent(standinBin string) (string, error) {
+	version, err := os.ReadFile(filepath.Join(charts.RepoRoot(), "deploy", "agent", "agent-version"))
+	if err != nil {
+		return "", err
+	}
+	v := strings.TrimSpace(string(version))
+	file := "vsts-agent-linux-x64-" + v + ".tar.gz"
+	bin, err := os.ReadFile(standinBin)
+	if err != nil {
+		return "", err
+	}
+	var pkg bytes.Buffer
+	gz := gzip.NewWriter(&pkg)
+	tw := tar.NewWriter(gz)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{
+		{"bin/standinagent", bin},
+		{"externals/node/bin/node", bin},
+		{"config.sh", []byte("#!/usr/bin/env bash\n# The stand-in agent (test/standinagent), in place of the agent's config.sh.\nexec \"$(dirname \"$0\")/bin/standinagent\" config \"$@\"\n")},
+		{"run.sh", []byte("#!/usr/bin/env bash\n# The stand-in agent (test/standinagent), in place of the agent's run.sh.\nexec \"$(dirname \"$0\")/bin/standinagent\" run \"$@\"\n")},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o755, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
+			return "", err
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return "", err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", err
+	}
+	if err := gz.Close(); err != nil {
+		return "", err
+	}
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/"+v+"/"+file {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(pkg.Bytes())
+	}))
+	defer site.Close()
+	const buildPAT = "e2e-image-build-pat"
+	ado := fakeazdo.New()
+	if err := ado.Start(); err != nil {
+		return "", err
+	}
+	defer ado.Close()
+	ado.AddOrg("contoso", buildPAT).AddAgentPackage(fakeazdo.AgentPackage{Platform: "linux-x64", Version: v,
+		DownloadURL: site.URL + "/" + v + "/" + file, HashValue: strings.TrimPrefix(sha256Digest(pkg.Bytes()), "sha256:")})
+	tokenFile := filepath.Join(n.imageDir, "azp_token")
+	if err := os.WriteFile(tokenFile, []byte(buildPAT), 0o600); err != nil {
+		return "", err
+	}
+	dest := filepath.Join(n.imageDir, "agent")
+	cmd := exec.Command("bash", filepath.Join(charts.RepoRoot(), "deploy", "agent", "fetch-agent.sh"), "", "amd64", dest)
+	cmd.Env = append(os.Environ(), "AGENT_BASE_URL="+site.URL, "AZP_URL="+ado.OrgURL("contoso"), "AZP_TOKEN_FILE="+tokenFile,
+		"GITHUB_API_URL=http://127.0.0.1:1") // never asked: Azure DevOps has the checksum
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("fetch-agent.sh: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "verified against Azure DevOps") {
+		return "", fmt.Errorf("fetch-agent.sh did not verify against Azure DevOps' package list: %s", out)
+	}
+	fmt.Printf("e2e node: %s", out)
+	return dest, nil
+}
+
+// tree adds a host directory's files under dir in the image, owned by uid.
+func (img *imageSpec) tree(hostDir, dir string, uid int) error {
+	return filepath.WalkDir(hostDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(hostDir, p)
+		dst := filepath.ToSlash(filepath.Join(dir, rel))
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			img.dir(dst, 0o755, uid)
+			return nil
+		}
+		img.files[dst] = imageFile{path: dst, mode: info.Mode().Perm(), uid: uid, srcPath: p}
+		return nil
+	})
 }
