@@ -265,3 +265,11 @@ func TestPoolWindowsAgents(t *testing.T) {
 		t.Errorf("the PAT file %v", f)
 	}
 }
+
+// A CA bundle cannot be added to the Windows image at start: the chart says so.
+func TestPoolWindowsRefusesCABundle(t *testing.T) {
+	_, _, _, err := Render(poolRelease(), writeValues(t, minimalPool+"os: windows\ncaBundle: {configMap: corp-ca}\n"))
+	if err == nil || !strings.Contains(err.Error(), "caBundle is not supported with os: windows") {
+		t.Errorf("err %v", err)
+	}
+}

@@ -144,7 +144,7 @@ func startJobContainer(roots containerRoots, image string, localImage bool) (*jo
 			return nil, fmt.Errorf("docker %s API version %q: 1.35 or later required", strings.ToLower(side), v)
 		}
 	}
-	sum := sha256.Sum256([]byte(roots.root))
+	sum := sha256.Sum256([]byte(strings.ToLower(roots.root))) // the agent's IOUtil.GetPathHash
 	c := &jobContainer{roots: roots, label: hex.EncodeToString(sum[:])[:6], network: "vsts_network_" + newGUID()}
 	stale, err := docker("ps", "--all", "--quiet", "--no-trunc", "--filter", "label="+c.label)
 	if err != nil {

@@ -11,6 +11,9 @@ The agent pod. Three containers share it:
 {{- $sock := "/var/run/dind" -}}
 {{- $externals := "/azp/agent/externals" -}}
 {{- $win := eq .Values.os "windows" -}}
+{{- if and $win (or .Values.caBundle.configMap .Values.caBundle.secret) -}}
+{{- fail "caBundle is not supported with os: windows (start.ps1 does not add CAs): import your CA into the Windows image" -}}
+{{- end -}}
 {{- /* Windows: no Docker-in-Docker (Windows containers cannot nest), Windows paths. */ -}}
 {{- $dind := and .Values.dind.enabled (not $win) -}}
 {{- $state := ternary "C:\\azp\\state" "/azp/state" $win -}}
