@@ -56,7 +56,8 @@ function Invoke-Config([string[]]$Arguments) {
   [Environment]::SetEnvironmentVariable($inputVar, $secret, 'Process')
   try {
     Push-Location $agentDir
-    & .\config.cmd @Arguments @extra
+    # Out-Host: config.cmd's output is the log's, not this function's return value.
+    & .\config.cmd @Arguments @extra | Out-Host
     return $LASTEXITCODE
   } finally {
     Pop-Location
