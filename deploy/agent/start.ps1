@@ -87,7 +87,8 @@ try {
     }
     if (-not $started -and $idle -gt 0 -and (Get-Date) -ge $deadline) {
       Log "no job reached agent $agentName within ${idle}s (AZP_IDLE_TIMEOUT): another agent took the job this pod was started for; leaving"
-      Stop-Process -Id $proc.Id -Force
+      # The whole tree: run.cmd's Agent.Listener outlives a killed cmd.exe.
+      & taskkill.exe /T /F /PID $proc.Id | Out-Host
       break
     }
     Start-Sleep -Milliseconds 500
