@@ -3,7 +3,7 @@
 // node tier. It speaks the agent's REST protocol with Azure DevOps (here
 // the project's fake), as the agent does:
 //
-//	config.sh --unattended --url U --pool P --agent N --work W [--replace] --auth PAT
+//	config.sh --unattended --url U --pool P --agent N --work W [--replace] [--disableupdate] --auth PAT
 //	    (the PAT in VSTS_AGENT_INPUT_TOKEN) registers the agent with a new RSA
 //	    public key and leaves .agent, .credentials and .credentials_rsaparams
 //	    in the agent directory;
@@ -12,7 +12,12 @@
 //	    never the PAT), opens a session with the capabilities it finds (its
 //	    environment, as the agent's), long-polls for one job, prints
 //	    "<time>: Running job: <name>", runs its script with bash, renews the
-//	    job's lock while it runs, reports the result, and leaves.
+//	    job's lock while it runs, reports the result, and leaves. A job with
+//	    a job container runs its script in that container, through the
+//	    agent's docker commands (container.go).
+//
+// Under the name "node" (the agent's externals/node/bin/node) it only keeps
+// running until SIGTERM: a job container's command.
 //
 // SIGTERM or SIGINT while idle closes the session and exits 0; during a job
 // they cancel it (the script gets SIGTERM, then SIGKILL after 5 s), the job
