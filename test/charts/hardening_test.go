@@ -179,10 +179,12 @@ func TestPoolNetworkPolicy(t *testing.T) {
 		t.Errorf("the policy must select the pods and admit no ingress: %+v", np.Spec)
 	}
 	var except4, except6 []string
-	var dns bool
+	var dns, pods bool
 	for _, rule := range np.Spec.Egress {
 		for _, to := range rule.To {
 			switch {
+			case to.NamespaceSelector != nil && to.PodSelector == nil && len(to.NamespaceSelector.MatchLabels) == 0 && len(rule.Ports) == 0:
+				pods = true
 			case to.IPBlock != nil && to.IPBlock.CIDR == "0.0.0.0/0":
 				except4 = to.IPBlock.Except
 			case to.IPBlock != nil && to.IPBlock.CIDR == "::/0":
@@ -192,8 +194,8 @@ func TestPoolNetworkPolicy(t *testing.T) {
 			}
 		}
 	}
-	if !dns {
-		t.Error("no egress to the cluster's DNS on port 53")
+	if !dns || !pods {
+		t.Errorf("egress to the cluster's DNS on port 53 (%v) and to its pods (%v) must be allowed", dns, pods)
 	}
 	if !slices.Equal(except4, []string{"169.254.169.254/32", "10.0.0.1/32", "203.0.113.7/32"}) || !slices.Equal(except6, []string{"fd00:ec2::254/128"}) {
 		t.Errorf("excepted %v and %v, want the metadata address and the API server's", except4, except6)
