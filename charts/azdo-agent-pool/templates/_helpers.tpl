@@ -33,6 +33,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/* The names extraEnv sets, comma-separated (no env var name holds a comma): the chart's own
+variables leave a name to extraEnv, since a name may appear once in a container. */}}
+{{- define "azdo-agent-pool.extraEnvNames" -}}
+{{- $names := list }}
+{{- range .Values.extraEnv }}{{ $names = append $names .name }}{{ end }}
+{{- join "," $names }}
+{{- end -}}
+
 {{/*
 The trigger's capabilities as the agent's environment: the agent reports its
 environment variables as capabilities (at registration and each time it
@@ -42,8 +50,7 @@ the value "true". A name extraEnv sets is left to extraEnv (both the register
 and the agent container get it): an env var may appear only once.
 */}}
 {{- define "azdo-agent-pool.capabilityEnv" -}}
-{{- $user := list }}
-{{- range .Values.extraEnv }}{{ $user = append $user .name }}{{ end }}
+{{- $user := include "azdo-agent-pool.extraEnvNames" . | splitList "," }}
 {{- range (splitList "," (.Values.trigger.capabilities | default "")) }}
 {{- $c := trim . }}
 {{- if and $c (not (hasPrefix "agent." (lower $c))) }}
@@ -69,7 +76,7 @@ in the containers that get extraEnv.
 {{- define "azdo-agent-pool.proxyEnv" -}}
 {{- $p := .Values.proxy }}
 {{- $user := list }}
-{{- if .agent }}{{ range .Values.extraEnv }}{{ $user = append $user .name }}{{ end }}{{ end }}
+{{- if .agent }}{{ $user = include "azdo-agent-pool.extraEnvNames" . | splitList "," }}{{ end }}
 {{- if or $p.httpProxy $p.httpsProxy }}
 {{- $no := join "," (concat (list "$(KUBERNETES_SERVICE_HOST)" "kubernetes.default.svc" ".svc" ".cluster.local" "localhost" "127.0.0.1") ($p.noProxy | default list)) }}
 {{- $env := list }}

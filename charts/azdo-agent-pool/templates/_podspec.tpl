@@ -22,8 +22,7 @@ The agent pod. Three containers share it:
 {{- $sep := ternary "\\" "/" $win -}}
 {{- $securityContext := ternary .Values.windows.securityContext .Values.securityContext $win -}}
 {{- $podSecurityContext := ternary .Values.windows.podSecurityContext .Values.podSecurityContext $win -}}
-{{- $userEnv := list -}}
-{{- range .Values.extraEnv }}{{ $userEnv = append $userEnv .name }}{{ end -}}
+{{- $userEnv := include "azdo-agent-pool.extraEnvNames" . | splitList "," -}}
 {{- $image := printf "%s:%s" .Values.image.repository (.Values.image.tag | default (printf "%s%s" .Chart.AppVersion (ternary .Values.windows.tagSuffix "" $win))) -}}
 {{- $sharedMounts := list (dict "name" "work" "mountPath" $workDir) -}}
 {{- if $dind }}{{ $sharedMounts = append $sharedMounts (dict "name" "externals" "mountPath" $externals) }}{{ end -}}
