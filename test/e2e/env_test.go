@@ -327,11 +327,18 @@ func installPool(t *testing.T, namespace, release, org, pool string, trigger map
 func jobs(t *testing.T, namespace, scaledJob string) []batchv1.Job {
 	t.Helper()
 	var l batchv1.JobList
-	if err := env.kube.List(context.Background(), &l, ctrlclient.InNamespace(namespace),
+	listOfScaledJob(t, namespace, scaledJob, &l)
+	return l.Items
+}
+
+// listOfScaledJob lists the objects (Jobs, their pods) KEDA labelled as
+// a ScaledJob's.
+func listOfScaledJob(t *testing.T, namespace, scaledJob string, l ctrlclient.ObjectList) {
+	t.Helper()
+	if err := env.kube.List(context.Background(), l, ctrlclient.InNamespace(namespace),
 		ctrlclient.MatchingLabels{"scaledjob.keda.sh/name": scaledJob}); err != nil {
 		t.Fatal(err)
 	}
-	return l.Items
 }
 
 // running counts the Jobs that are not finished.

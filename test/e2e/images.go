@@ -466,19 +466,22 @@ func (n *node) fetchStandinAgent(standinBin string) (string, error) {
 	var pkg bytes.Buffer
 	gz := gzip.NewWriter(&pkg)
 	tw := tar.NewWriter(gz)
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{
-		{"bin/standinagent", bin},
-		{"externals/node/bin/node", bin},
-		{"config.sh", []byte("#!/usr/bin/env bash\n# The stand-in agent (test/standinagent), in place of the agent's config.sh.\nexec \"$(dirname \"$0\")/bin/standinagent\" config \"$@\"\n")},
-		{"run.sh", []byte("#!/usr/bin/env bash\n# The stand-in agent (test/standinagent), in place of the agent's run.sh.\nexec \"$(dirname \"$0\")/bin/standinagent\" run \"$@\"\n")},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o755, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
+	files := map[string][]byte{"bin/standinagent": bin, "externals/node/bin/node": bin}
+	for _, cmd := range []string{"config", "run"} {
+		files[cmd+".sh"] = []byte("#!/usr/bin/env bash\n# The stand-in agent (test/standinagent), in place of the agent's " + cmd +
+			".sh.\nexec \"$(dirname \"$0\")/bin/standinagent\" " + cmd + " \"$@\"\n")
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the same package, byte for byte, every run
+	for _, name := range names {
+		data := files[name]
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(data)), ModTime: time.Unix(0, 0)}); err != nil {
 			return "", err
 		}
-		if _, err := tw.Write(f.data); err != nil {
+		if _, err := tw.Write(data); err != nil {
 			return "", err
 		}
 	}

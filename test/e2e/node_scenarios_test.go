@@ -84,10 +84,7 @@ func nodePool(t *testing.T, name string, adjust func(values map[string]any)) (st
 func podsOf(t *testing.T, namespace, scaledJob string) []corev1.Pod {
 	t.Helper()
 	var l corev1.PodList
-	if err := env.kube.List(context.Background(), &l, ctrlclient.InNamespace(namespace),
-		ctrlclient.MatchingLabels{"scaledjob.keda.sh/name": scaledJob}); err != nil {
-		t.Fatal(err)
-	}
+	listOfScaledJob(t, namespace, scaledJob, &l)
 	return l.Items
 }
 
