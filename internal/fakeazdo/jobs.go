@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
@@ -277,6 +278,18 @@ func (o *Org) JobAgent(requestID uint64) (string, bool) {
 		return "", false
 	}
 	return *r.ReservedAgent.Name, true
+}
+
+// JobWait is how long a request waited for its agent: assignTime less
+// queueTime.
+func (o *Org) JobWait(requestID uint64) (time.Duration, bool) {
+	o.server.mu.Lock()
+	defer o.server.mu.Unlock()
+	r, _ := o.findRequest(requestID)
+	if r == nil || r.AssignTime == nil || r.QueueTime == nil {
+		return 0, false
+	}
+	return r.AssignTime.Time.Sub(r.QueueTime.Time), true
 }
 
 // JobResult is a finished job's result (succeeded, failed, canceled...).

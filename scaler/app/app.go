@@ -169,7 +169,7 @@ func (inst *Instance) build(ctx context.Context, flags *config.Flags, log *logru
 		IdleAfter: flags.PollerIdle, AttemptTimeout: flags.AzdoTimeout, MinRefresh: flags.MinRefresh, DemandWait: flags.DemandWait,
 		Observer: m, Logger: log})
 	inst.Router = routing.NewRouter(routing.Options{Warmup: flags.RoutingWarmup, ForgetAfterPolls: flags.TriggerForgetPolls,
-		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Given: flags.ReadCluster, Observer: m, Logger: log})
+		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Given: flags.ReadCluster, HoldBehindOlder: flags.HoldBehindOlder, Observer: m, Logger: log})
 	inst.service = service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add, Router: inst.Router,
 		Verify: flags.ReadCluster})
 	if err := inst.buildGRPC(flags, inst.service, reg); err != nil {

@@ -52,6 +52,7 @@ type Flags struct {
 	StallGrace      time.Duration
 
 	RoutingWarmup      time.Duration
+	HoldBehindOlder    time.Duration
 	TriggerForgetPolls int
 	TriggerForgetMin   time.Duration
 	TriggerForgetMax   time.Duration
@@ -135,6 +136,7 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.DurationVar(&f.StallGrace, "stall-grace", scaledjobs.DefaultStallGrace, "with --read-cluster: a ScaledJob one of whose Jobs has had no pod that can start (none created, unschedulable, image or config errors) for this long is stalled: its waiting jobs go to the next template that can run them")
 	fs.Var(&f.WatchNS, "watch-namespaces", "with --read-cluster: read only these namespaces (repeat or comma-separate; default: the whole cluster)")
 	fs.DurationVar(&f.RoutingWarmup, "routing-warmup", routing.DefaultWarmup, "after the first call, count waiting jobs for no trigger this long, while every ScaledJob asks once (set to your longest pollingInterval)")
+	fs.DurationVar(&f.HoldBehindOlder, "hold-behind-older", routing.DefaultHoldBehindOlder, "hold a waiting job's count while an older waiting job its template can also run waits for another template's pod, at most while that job is younger than this (Azure DevOps gives a free agent the oldest job it can run); 0: never")
 	fs.IntVar(&f.TriggerForgetPolls, "trigger-forget-polls", routing.DefaultForgetAfterPolls, "forget a trigger (a deleted ScaledJob) after this many of its polling intervals without a call")
 	fs.DurationVar(&f.TriggerForgetMin, "trigger-forget-min", routing.DefaultForgetMin, "never forget a trigger sooner than this")
 	fs.DurationVar(&f.TriggerForgetMax, "trigger-forget-max", routing.DefaultForgetMax, "always forget a silent trigger after this")
@@ -257,6 +259,9 @@ func (f *Flags) validate() error {
 	}
 	if f.RoutingWarmup < 0 {
 		errs = append(errs, errors.New("--routing-warmup must not be negative"))
+	}
+	if f.HoldBehindOlder < 0 {
+		errs = append(errs, errors.New("--hold-behind-older must not be negative"))
 	}
 	if f.TriggerForgetPolls < 1 || f.TriggerForgetMin <= 0 || f.TriggerForgetMax < f.TriggerForgetMin {
 		errs = append(errs, errors.New("--trigger-forget-polls must be at least 1, and --trigger-forget-max at least --trigger-forget-min (> 0)"))

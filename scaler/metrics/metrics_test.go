@@ -101,7 +101,7 @@ func TestTriggerCounts(t *testing.T) {
 	m.ObserveSnapshot(snap)
 	linux := routing.Trigger{ID: "ci/linux", Namespace: "ci", Name: "linux", Accepts: func(j *queue.Job) bool { return !j.Unparsable }}
 	other := routing.Trigger{ID: "ci/other", Namespace: "ci", Name: "other", Rank: 1, Accepts: func(j *queue.Job) bool { return !j.Unparsable }}
-	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux, other}, false))
+	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux, other}, routing.Rules{}))
 	want := `
 # HELP azdo_keda_scaler_pool_unroutable_jobs Waiting jobs that no trigger of the pool accepts: they wait until one does.
 # TYPE azdo_keda_scaler_pool_unroutable_jobs gauge
@@ -114,7 +114,7 @@ azdo_keda_scaler_trigger_jobs{organization="contoso",pool="linux",pool_id="7",sc
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), PoolUnroutable, TriggerJobs); err != nil {
 		t.Fatal(err)
 	}
-	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux}, false))
+	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux}, routing.Rules{}))
 	if n, _ := testutil.GatherAndCount(reg, TriggerJobs); n != 1 {
 		t.Fatalf("%d trigger series after a trigger left, want 1", n)
 	}
@@ -128,7 +128,7 @@ func TestTriggerStalled(t *testing.T) {
 	m.ObserveSnapshot(snap)
 	linux := routing.Trigger{ID: "ci/linux", Namespace: "ci", Name: "linux", Stalled: "ImagePullBackOff (container agent): not found"}
 	docker := routing.Trigger{ID: "ci/docker", Namespace: "ci", Name: "docker", Rank: 1}
-	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux, docker}, false))
+	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux, docker}, routing.Rules{}))
 	want := `
 # HELP azdo_keda_scaler_trigger_stalled 1 while a ScaledJob's pods cannot start (--read-cluster, --stall-grace): its waiting jobs go to the next capable template.
 # TYPE azdo_keda_scaler_trigger_stalled gauge
@@ -138,7 +138,7 @@ azdo_keda_scaler_trigger_stalled{organization="contoso",pool="linux",pool_id="7"
 		t.Fatal(err)
 	}
 	linux.Stalled = ""
-	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux, docker}, false))
+	m.ObservePlan(testKey, routing.Route(snap.Jobs, []routing.Trigger{linux, docker}, routing.Rules{}))
 	if n, _ := testutil.GatherAndCount(reg, TriggerStalled); n != 0 {
 		t.Fatalf("%d stalled series after recovery, want 0", n)
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 )
@@ -77,6 +78,13 @@ const (
 	// HeldWaiting: routed, but counted nowhere yet: the scaler answers its
 	// first calls and may not know every trigger of the pool (warm-up).
 	HeldWaiting = "held-warmup"
+	// HeldBehindOlder: routed, but counted nowhere yet, because an older
+	// waiting job that the trigger's agents can also run is routed to
+	// another trigger (Rules.HoldBehindOlder). Azure DevOps hands a free
+	// agent the oldest job it can run, so a pod started now would take that
+	// job, the pod started for it would find nothing, and this job would
+	// need a pod more.
+	HeldBehindOlder = "held-behind-older"
 	// Unroutable: no trigger of the pool accepts the waiting job; it waits
 	// until one does.
 	Unroutable = "no-trigger-accepts"
@@ -112,6 +120,8 @@ type Assignment struct {
 	Shared []string
 	// Skipped is the stalled trigger the order preferred (AroundStall).
 	Skipped string
+	// Behind is the older job a HeldBehindOlder job waits behind.
+	Behind uint64
 }
 
 // CountedByOwner reports whether Owner counts the job.
@@ -144,6 +154,25 @@ func (p *Plan) Unroutable() []Assignment {
 	return out
 }
 
+// Rules are the settings of Route that are not triggers.
+type Rules struct {
+	// Warmup: waiting jobs are routed but counted for no exclusive trigger
+	// (shared triggers still count them).
+	Warmup bool
+	// HoldBehindOlder: a waiting job is counted for no trigger while an
+	// older waiting job, queued less than this long before At, that the
+	// job's trigger also accepts is routed to another trigger (rule 3
+	// below); 0: never.
+	HoldBehindOlder time.Duration
+	// At is the moment of the jobs (the snapshot's fetch time).
+	At time.Time
+}
+
+// DefaultHoldBehindOlder is --hold-behind-older's default: long enough for
+// a pod to start and its agent to take a job, short enough that a job does
+// not wait long behind a template whose pods never come.
+const DefaultHoldBehindOlder = 2 * time.Minute
+
 // Route applies the rules:
 //
 //  1. A job an agent has (assigned or received) counts only for the
@@ -154,14 +183,22 @@ func (p *Plan) Unroutable() []Assignment {
 //     own running jobs and the waiting jobs queued before this one), the
 //     highest priority, then the lowest rank (least capable template),
 //     then the smallest ID. Waiting jobs are taken oldest first.
-//  3. Shared triggers count every job they accept, like KEDA's built-in
+//  3. Azure DevOps gives a free agent the oldest job it can run, so the
+//     pods of a trigger take the oldest waiting jobs it accepts. A waiting
+//     job therefore counts only while every older waiting job its trigger
+//     accepts is routed to that trigger too: otherwise it is held
+//     (HeldBehindOlder) until that older job has an agent, or has waited
+//     Rules.HoldBehindOlder. A GPU job queued after a plain one waits the
+//     few seconds a plain pod needs to take the plain job, instead of a GPU
+//     pod taking it and the plain pod leaving idle.
+//  4. Shared triggers count every job they accept, like KEDA's built-in
 //     scaler (running ones only with scaleOnInFlight).
 //
-// With holdWaiting, waiting jobs are routed but counted for no exclusive
+// With Rules.Warmup, waiting jobs are routed but counted for no exclusive
 // trigger (shared triggers still count them).
 //
 // The result depends on the set of triggers, not on their order.
-func Route(jobs []queue.Job, triggers []Trigger, holdWaiting bool) *Plan {
+func Route(jobs []queue.Job, triggers []Trigger, rules Rules) *Plan {
 	ordered := append([]Trigger(nil), triggers...)
 	sort.SliceStable(ordered, func(i, j int) bool { return less(&ordered[i], &ordered[j]) })
 	p := &Plan{Assignments: make([]Assignment, len(jobs)), Triggers: ordered, counts: make(map[string]int, len(ordered))}
@@ -177,9 +214,22 @@ func Route(jobs []queue.Job, triggers []Trigger, holdWaiting bool) *Plan {
 		routeRunning(&p.Assignments[i], ordered, p.counts)
 	}
 	sort.SliceStable(waiting, func(a, b int) bool { return olderFirst(&jobs[waiting[a]], &jobs[waiting[b]]) })
+	// behind[t]: the oldest waiting job trigger t accepts that went to
+	// another trigger (rule 3).
+	behind := make(map[string]uint64)
 	for _, i := range waiting {
-		p.Assignments[i] = Assignment{Job: &jobs[i], Waiting: true}
-		routeWaiting(&p.Assignments[i], ordered, holdWaiting, p.counts)
+		r := &p.Assignments[i]
+		*r = Assignment{Job: &jobs[i], Waiting: true}
+		routeWaiting(r, ordered, rules.Warmup, behind, p.counts)
+		if r.Owner == "" || rules.HoldBehindOlder <= 0 || rules.At.Sub(jobs[i].QueuedAt) >= rules.HoldBehindOlder {
+			continue
+		}
+		for k := range ordered {
+			t := &ordered[k]
+			if _, held := behind[t.ID]; !held && !t.Shared && t.ID != r.Owner && t.accepts(r.Job) {
+				behind[t.ID] = r.Job.ID
+			}
+		}
 	}
 	for i := range jobs {
 		j := &jobs[i]
@@ -208,7 +258,7 @@ func olderFirst(a, b *queue.Job) bool {
 	return a.ID < b.ID
 }
 
-func routeWaiting(r *Assignment, ordered []Trigger, hold bool, counts map[string]int) {
+func routeWaiting(r *Assignment, ordered []Trigger, warmup bool, behind map[string]uint64, counts map[string]int) {
 	r.Reason = Unroutable
 	// The first acceptor with room whose pods start, and a stalled one the
 	// order puts before it.
@@ -241,8 +291,12 @@ func routeWaiting(r *Assignment, ordered []Trigger, hold bool, counts map[string
 		return // Unroutable, or NoRoom
 	}
 	r.Owner = chosen.ID
-	if hold {
+	if warmup {
 		r.Reason = HeldWaiting
+		return
+	}
+	if older, held := behind[chosen.ID]; held {
+		r.Reason, r.Behind, r.Skipped = HeldBehindOlder, older, ""
 		return
 	}
 	r.Reason = reason
@@ -311,6 +365,9 @@ func (p *Plan) Explain(r Assignment) string {
 		}
 	case HeldWaiting:
 		s = "waiting; would be counted by " + name(r.Owner) + ", held while the scaler learns the pool's triggers (--routing-warmup)"
+	case HeldBehindOlder:
+		s = fmt.Sprintf("waiting; would be counted by %s, held until job %d, queued before it, has an agent (--hold-behind-older): %s's agents can run that job too, "+
+			"and Azure DevOps gives a free agent the oldest job it can run", name(r.Owner), r.Behind, name(r.Owner))
 	case Unroutable:
 		s = fmt.Sprintf("waiting; none of the pool's %d trigger(s) accepts its demands %q", len(p.Triggers), r.Job.RawDemands)
 	case NoRoom:

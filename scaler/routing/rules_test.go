@@ -58,7 +58,7 @@ func TestOverlappingTemplatesCountEachJobOnce(t *testing.T) {
 		runningOn("static-vm-1", dockerJob...), // nobody's pod
 		waiting("Agent.OS -equals Windows_NT"), // nobody can run it
 	}
-	p := Route(jobs, []Trigger{gpu, docker, linux}, false)
+	p := Route(jobs, []Trigger{gpu, docker, linux}, Rules{})
 	for tr, want := range map[*Trigger]int{&linux: 3, &docker: 2, &gpu: 1} {
 		if got := p.Count(tr.ID); got != want {
 			t.Errorf("%s counts %d, want %d", tr.Name, got, want)
@@ -83,15 +83,15 @@ func TestPriorityThenRankThenName(t *testing.T) {
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
 	docker := capsTrigger(t, "linux-docker", "Agent.OS=Linux,docker")
 	jobs := []queue.Job{waiting(plainJob...)}
-	if p := Route(jobs, []Trigger{docker, linux}, false); p.Count(linux.ID) != 1 {
+	if p := Route(jobs, []Trigger{docker, linux}, Rules{}); p.Count(linux.ID) != 1 {
 		t.Fatal("the least capable template must win at equal priority")
 	}
 	docker.Priority = 5
-	if p := Route(jobs, []Trigger{docker, linux}, false); p.Count(docker.ID) != 1 {
+	if p := Route(jobs, []Trigger{docker, linux}, Rules{}); p.Count(docker.ID) != 1 {
 		t.Fatal("a higher priority must win over a lower rank")
 	}
 	a, b := capsTrigger(t, "a", "Agent.OS=Linux"), capsTrigger(t, "b", "Agent.OS=Linux")
-	if p := Route(jobs, []Trigger{b, a}, false); p.Count(a.ID) != 1 {
+	if p := Route(jobs, []Trigger{b, a}, Rules{}); p.Count(a.ID) != 1 {
 		t.Fatal("equal priority and rank: the smaller ID wins")
 	}
 }
@@ -103,7 +103,7 @@ func TestSharedTriggerCountsLikeTheBuiltIn(t *testing.T) {
 	shared := capsTrigger(t, "everyone", "Agent.OS=Linux,docker")
 	shared.Shared = true
 	jobs := []queue.Job{waiting(plainJob...), waiting(dockerJob...), runningOn("linux-b2c4d-f6g7h", plainJob...)}
-	p := Route(jobs, []Trigger{shared, linux}, false)
+	p := Route(jobs, []Trigger{shared, linux}, Rules{})
 	if p.Count(shared.ID) != 3 || p.Count(linux.ID) != 2 {
 		t.Fatalf("shared %d (want 3), linux %d (want 2)", p.Count(shared.ID), p.Count(linux.ID))
 	}
@@ -111,7 +111,7 @@ func TestSharedTriggerCountsLikeTheBuiltIn(t *testing.T) {
 		t.Fatalf("a job only the shared trigger accepts: %+v", a)
 	}
 	shared.InFlight = false
-	if p := Route(jobs, []Trigger{shared, linux}, false); p.Count(shared.ID) != 2 {
+	if p := Route(jobs, []Trigger{shared, linux}, Rules{}); p.Count(shared.ID) != 2 {
 		t.Fatalf("shared without scaleOnInFlight counts %d, want 2", p.Count(shared.ID))
 	}
 }
@@ -119,7 +119,7 @@ func TestSharedTriggerCountsLikeTheBuiltIn(t *testing.T) {
 func TestHoldWaitingCountsOnlyRunning(t *testing.T) {
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
 	jobs := []queue.Job{waiting(plainJob...), runningOn("linux-b2c4d-f6g7h", plainJob...)}
-	p := Route(jobs, []Trigger{linux}, true)
+	p := Route(jobs, []Trigger{linux}, Rules{Warmup: true})
 	if p.Count(linux.ID) != 1 || p.Assignments[0].Reason != HeldWaiting || p.Assignments[0].Owner != linux.ID {
 		t.Fatalf("held: count %d, %+v", p.Count(linux.ID), p.Assignments[0])
 	}
@@ -128,7 +128,7 @@ func TestHoldWaitingCountsOnlyRunning(t *testing.T) {
 func TestRunningWithoutScaleOnInFlight(t *testing.T) {
 	linux := capsTrigger(t, "linux", "Agent.OS=Linux")
 	linux.InFlight = false
-	p := Route([]queue.Job{runningOn("linux-b2c4d-f6g7h", plainJob...), waiting(plainJob...)}, []Trigger{linux}, false)
+	p := Route([]queue.Job{runningOn("linux-b2c4d-f6g7h", plainJob...), waiting(plainJob...)}, []Trigger{linux}, Rules{})
 	if p.Count(linux.ID) != 1 || p.Assignments[0].Reason != RunningNotCounted {
 		t.Fatalf("count %d, %+v", p.Count(linux.ID), p.Assignments[0])
 	}
@@ -186,7 +186,7 @@ func TestRoutingProperties(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for round := range 3000 {
 		jobs, triggers := randomPool(r, t)
-		p := Route(jobs, triggers, false)
+		p := Route(jobs, triggers, Rules{})
 		exclusiveSum := 0
 		for _, tr := range triggers {
 			if !tr.Shared {
@@ -239,7 +239,7 @@ func TestRoutingProperties(t *testing.T) {
 		// Whatever order KEDA's calls taught the triggers in, the same counts.
 		shuffled := append([]Trigger(nil), triggers...)
 		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		q := Route(jobs, shuffled, false)
+		q := Route(jobs, shuffled, Rules{})
 		for _, tr := range triggers {
 			if p.Count(tr.ID) != q.Count(tr.ID) {
 				t.Fatalf("round %d: %s counts %d or %d depending on trigger order", round, tr.ID, p.Count(tr.ID), q.Count(tr.ID))
@@ -280,7 +280,7 @@ func TestRoomProperties(t *testing.T) {
 		for i := range triggers {
 			triggers[i].Room = int64(r.IntN(5)) // 0: no limit
 		}
-		p := Route(jobs, triggers, false)
+		p := Route(jobs, triggers, Rules{})
 		own := map[string]int{}
 		for _, a := range p.Assignments {
 			if a.Reason == RunningOwn {
@@ -316,7 +316,7 @@ func TestRoomProperties(t *testing.T) {
 		}
 		shuffled := append([]Trigger(nil), triggers...)
 		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		q := Route(jobs, shuffled, false)
+		q := Route(jobs, shuffled, Rules{})
 		for i := range p.Assignments {
 			if p.Assignments[i].Owner != q.Assignments[i].Owner || p.Assignments[i].Reason != q.Assignments[i].Reason {
 				t.Fatalf("round %d: job %d routed differently depending on trigger order", round, i)
@@ -342,12 +342,12 @@ func TestOverflowToTheNextCapableTemplate(t *testing.T) {
 	for i := range jobs {
 		jobs[i].ID = uint64(i + 1)
 	}
-	p := Route(jobs, []Trigger{plain, docker}, false)
+	p := Route(jobs, []Trigger{plain, docker}, Rules{})
 	if p.Count(plain.ID) != 2 || p.Count(docker.ID) != 2 {
 		t.Fatalf("plain %d (room 2, 1 running), docker %d; want 2 and 2", p.Count(plain.ID), p.Count(docker.ID))
 	}
 	docker.Room = 1
-	p = Route(jobs, []Trigger{plain, docker}, false)
+	p = Route(jobs, []Trigger{plain, docker}, Rules{})
 	if p.Count(docker.ID) != 1 || p.Assignments[3].Reason != NoRoom || !strings.Contains(p.Explain(p.Assignments[3]), "maxReplicaCount") {
 		t.Fatalf("both full: docker %d, last job %+v", p.Count(docker.ID), p.Assignments[3])
 	}
@@ -368,7 +368,7 @@ func TestStalledTemplatesAreRoutedAround(t *testing.T) {
 			}
 			triggers[i].Room = int64(r.IntN(4))
 		}
-		p := Route(jobs, triggers, false)
+		p := Route(jobs, triggers, Rules{})
 		for _, a := range p.Assignments {
 			if !a.Waiting {
 				continue
@@ -407,7 +407,7 @@ func TestStalledTemplatesAreRoutedAround(t *testing.T) {
 		}
 		shuffled := append([]Trigger(nil), triggers...)
 		r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-		q := Route(jobs, shuffled, false)
+		q := Route(jobs, shuffled, Rules{})
 		for i := range p.Assignments {
 			if p.Assignments[i].Owner != q.Assignments[i].Owner {
 				t.Fatalf("round %d: job %d routed differently depending on trigger order", round, i)

@@ -37,10 +37,13 @@ type Options struct {
 	// Given: the triggers of every pool are set by SetTriggers (from the
 	// cluster's ScaledJobs); calls neither add nor keep them, nothing is
 	// forgotten for silence, and there is no warm-up.
-	Given    bool
-	Observer Observer
-	Logger   logrus.FieldLogger
-	Now      func() time.Time
+	Given bool
+	// HoldBehindOlder is Rules.HoldBehindOlder: how long a waiting job may
+	// hold back the count of a more capable template; 0: never.
+	HoldBehindOlder time.Duration
+	Observer        Observer
+	Logger          logrus.FieldLogger
+	Now             func() time.Time
 }
 
 // Observer receives what routing measures (the metrics package).
@@ -354,7 +357,7 @@ func (tb *Table) Plan(snap *queue.Snapshot) *Plan {
 	for _, e := range tb.triggers {
 		triggers = append(triggers, e.t)
 	}
-	p := Route(snap.Jobs, triggers, held)
+	p := Route(snap.Jobs, triggers, Rules{Warmup: held, HoldBehindOlder: tb.router.o.HoldBehindOlder, At: snap.FetchedAt})
 	tb.plan, tb.planSnap, tb.planVersion, tb.planHeld = p, snap, tb.version, held
 	tb.reportUnroutableLocked(p)
 	return p
