@@ -28,6 +28,7 @@ import (
 
 const (
 	bridgeName = "azks0"
+	bridgeMAC  = "02:42:0a:f4:07:01" // locally administered
 	bridgeIP   = "10.244.7.1"
 	podSubnet  = "10.244.7.0/24"
 	nodeName   = "127.0.0.1" // --hostname-override: the node's address stays on loopback
@@ -177,7 +178,12 @@ func sh(name string, args ...string) error {
 // that the fake Azure DevOps can listen there before any pod exists.
 func (n *node) makeBridge() error {
 	_ = sh("ip", "link", "del", bridgeName) // left by a killed run
-	if err := sh("ip", "link", "add", bridgeName, "type", "bridge"); err != nil {
+	// A fixed MAC: a bridge without one takes the lowest MAC of its ports,
+	// so it changes as pods come and go, and a pod whose ARP entry still
+	// names the old one cannot reach the host until that entry expires
+	// (a stand-in agent's sign-in timed out this way, 30 s after its pod's
+	// register container had reached the fake).
+	if err := sh("ip", "link", "add", bridgeName, "address", bridgeMAC, "type", "bridge"); err != nil {
 		return err
 	}
 	n.bridge = true
