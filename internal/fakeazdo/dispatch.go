@@ -7,7 +7,8 @@ import (
 
 // Dispatch does what Azure DevOps does when agents are free: each waiting
 // job, oldest first, goes to the first online, enabled, idle agent of the
-// pool (in registration order) whose capabilities satisfy its demands. It
+// pool (in registration order) whose capabilities satisfy its demands, if
+// a parallel job of the organization is free for it. It
 // returns the assignments made (request id to agent id). Agents do not
 // refuse jobs: a job a plain template could run goes to a GPU agent if
 // that one is free first.
@@ -23,6 +24,9 @@ func (o *Org) dispatchLocked(p *pool) map[uint64]int {
 		if r.Result != nil || r.ReservedAgent != nil {
 			continue
 		}
+		if !o.parallelJobFreeLocked(r) {
+			continue // it waits for a parallel job (parallel.go)
+		}
 		for _, a := range p.agents {
 			if !idleOnline(a) || !satisfies(a, r) {
 				continue
@@ -32,6 +36,7 @@ func (o *Org) dispatchLocked(p *pool) map[uint64]int {
 			r.ReservedAgent = reference(a)
 			a.AssignedRequest = r
 			out[*r.RequestId] = *a.Id
+			o.noteRunningLocked()
 			break
 		}
 	}

@@ -137,6 +137,8 @@ func route(method string, p []string) (ep Endpoint, poolID, itemID int, ok bool)
 		return AgentToken, 0, 0, true
 	case method == http.MethodGet && len(p) == 3 && p[0] == "distributedtask" && p[1] == "packages":
 		return AgentPackages, 0, 0, p[2] == "agent"
+	case method == http.MethodGet && len(p) == 2 && p[0] == "distributedtask" && p[1] == "resourceusage":
+		return ResourceUsage, 0, 0, true
 	case len(p) < 2 || p[0] != "distributedtask" || p[1] != "pools":
 		return "", 0, 0, false
 	case method == http.MethodGet && len(p) == 2:
@@ -252,6 +254,9 @@ func (s *Server) answer(o *Org, ep Endpoint, poolID, itemID int, r *http.Request
 	defer s.mu.Unlock()
 	if ep == AgentPackages {
 		return o.agentPackages(q)
+	}
+	if ep == ResourceUsage {
+		return o.resourceUsage(q)
 	}
 	if ep == Pools {
 		var out []taskagent.TaskAgentPool

@@ -20,6 +20,9 @@ type Job struct {
 	// the job message then names it as the job container, and an agent runs
 	// the job's steps in it.
 	Container string
+	// Public: the job is a public project's (parallelism tag "Public"),
+	// which does not use the organization's private parallel jobs.
+	Public bool
 }
 
 // QueueJob adds an unassigned job request to a pool and returns its id.
@@ -51,7 +54,7 @@ func (o *Org) QueueJob(poolID int, job Job) uint64 {
 		OrchestrationId: ptr(uuid.NewString() + ".job.__default"), Priority: ptr(1),
 		Definition: &taskagent.TaskOrchestrationOwner{Id: &definitionID, Name: ptr(fmt.Sprintf("pipeline-%d", definitionID))},
 		Owner:      &taskagent.TaskOrchestrationOwner{Id: ptr(int(id)), Name: ptr(fmt.Sprintf("%d", id))},
-		Data:       &map[string]string{"ParallelismTag": "Private", "IsScheduledKey": "false"},
+		Data:       &map[string]string{"ParallelismTag": tagOf(job.Public), "IsScheduledKey": "False"},
 	})
 	return id
 }

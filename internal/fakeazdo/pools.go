@@ -24,6 +24,10 @@ type Org struct {
 	sessions    map[uuid.UUID]*session // open agent sessions
 	agentTokens []string               // agents that signed in with their key
 	packages    []taskagent.PackageMetadata
+	// parallelJobs is the organization's private self-hosted parallel
+	// jobs; 0: as many as asked for (resourceusage says Unlimited).
+	parallelJobs int
+	mostRunning  int
 }
 
 type pool struct {

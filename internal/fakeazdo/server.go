@@ -65,6 +65,8 @@ const (
 	UpdateRequest Endpoint = "updaterequest"
 	// The agent packages Azure DevOps offers (packages.go).
 	AgentPackages Endpoint = "agentpackages"
+	// The organization's parallel jobs (parallel.go).
+	ResourceUsage Endpoint = "resourceusage"
 )
 
 // Server is a fake Azure DevOps with any number of organizations.

@@ -29,6 +29,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/budget"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/cluster"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demo"
@@ -104,6 +105,7 @@ type Instance struct {
 	Config   *config.File
 	Registry *pools.Registry
 	Router   *routing.Router
+	Budget   *budget.Keeper
 	Clients  map[string]*azdo.Client
 	Demo     *demo.Org
 
@@ -168,8 +170,10 @@ func (inst *Instance) build(ctx context.Context, flags *config.Flags, log *logru
 	inst.Registry = pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: flags.RefreshInterval, StaleAfter: flags.StaleAfter,
 		IdleAfter: flags.PollerIdle, AttemptTimeout: flags.AzdoTimeout, MinRefresh: flags.MinRefresh, DemandWait: flags.DemandWait,
 		Observer: m, Logger: log})
+	inst.Budget = inst.buildBudget(flags, m, log)
 	inst.Router = routing.NewRouter(routing.Options{Warmup: flags.RoutingWarmup, ForgetAfterPolls: flags.TriggerForgetPolls,
-		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Given: flags.ReadCluster, HoldBehindOlder: flags.HoldBehindOlder, Observer: m, Logger: log})
+		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Given: flags.ReadCluster, HoldBehindOlder: flags.HoldBehindOlder,
+		Budget: inst.Budget, Observer: m, Logger: log})
 	inst.service = service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add, Router: inst.Router,
 		Verify: flags.ReadCluster})
 	if err := inst.buildGRPC(flags, inst.service, reg); err != nil {
@@ -206,6 +210,22 @@ func (inst *Instance) buildClients(flags *config.Flags, m *metrics.Metrics, log 
 		sources = append(sources, c)
 	}
 	return sources, nil
+}
+
+// buildBudget makes the keeper of each organization's parallel-job
+// budget: its own setting (parallelJobs) or --parallel-jobs.
+func (inst *Instance) buildBudget(flags *config.Flags, m *metrics.Metrics, log *logrus.Logger) *budget.Keeper {
+	def, _ := budget.ParseSetting(flags.ParallelJobs) // validated with the flags
+	settings, sources := map[string]budget.Setting{}, map[string]budget.UsageSource{}
+	for _, o := range inst.Config.Organizations {
+		s := def
+		if o.ParallelJobs != "" {
+			s, _ = budget.ParseSetting(o.ParallelJobs) // validated with the file
+		}
+		settings[o.Name], sources[o.Name] = s, inst.Clients[o.Name]
+	}
+	return budget.NewKeeper(settings, sources, inst.Registry.Latest, budget.Options{Interval: flags.RefreshInterval,
+		StaleAfter: flags.StaleAfter, Wait: flags.DemandWait, Observer: m, Logger: log})
 }
 
 // buildGRPC makes the gRPC server: the external scaler, gRPC health, its
@@ -281,6 +301,7 @@ func (inst *Instance) run(ctx context.Context, flags *config.Flags, m *metrics.M
 		go inst.Demo.Simulate(ctx, time.Second)
 	}
 	startKeeper(ctx, flags, inst, m, log)
+	go inst.Budget.Run(ctx)
 	if err := startSweeper(ctx, flags, inst, m, log); err != nil {
 		inst.grpcServer.Stop()
 		_ = inst.httpServer.Close()

@@ -98,6 +98,8 @@ func endpointOf(req *http.Request) string {
 		return "agents"
 	case strings.Contains(p, "/distributedtask/pools"):
 		return "pools"
+	case strings.HasSuffix(p, "/distributedtask/resourceusage"):
+		return "resourceusage"
 	}
 	return "other"
 }

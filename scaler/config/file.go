@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/budget"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/entra"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"sigs.k8s.io/yaml"
@@ -44,6 +45,9 @@ type Organization struct {
 	// organization's pools not listed under pools (globs; empty: all).
 	AllowedNamespaces []string `json:"allowedNamespaces,omitempty"`
 	Pools             []Pool   `json:"pools,omitempty"`
+	// ParallelJobs is the organization's parallel-job budget: auto (read
+	// from Azure DevOps), off, or a number; empty: --parallel-jobs.
+	ParallelJobs string `json:"parallelJobs,omitempty"`
 
 	pat azdo.PATSource
 }
@@ -75,6 +79,9 @@ func LoadFile(file string) (*File, error) {
 	for i := range cfg.Organizations {
 		if err := cfg.Organizations[i].checkAuth(); err != nil {
 			return nil, fmt.Errorf("%s: organizations[%d] (%s): %w", file, i, cfg.Organizations[i].URL, err)
+		}
+		if _, err := budget.ParseSetting(cfg.Organizations[i].ParallelJobs); err != nil {
+			return nil, fmt.Errorf("%s: organizations[%d] (%s): parallelJobs: %w", file, i, cfg.Organizations[i].URL, err)
 		}
 	}
 	if err := cfg.validate(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/budget"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/placeholders"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/pools"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
@@ -53,6 +54,7 @@ type Flags struct {
 
 	RoutingWarmup      time.Duration
 	HoldBehindOlder    time.Duration
+	ParallelJobs       string
 	TriggerForgetPolls int
 	TriggerForgetMin   time.Duration
 	TriggerForgetMax   time.Duration
@@ -137,6 +139,7 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.Var(&f.WatchNS, "watch-namespaces", "with --read-cluster: read only these namespaces (repeat or comma-separate; default: the whole cluster)")
 	fs.DurationVar(&f.RoutingWarmup, "routing-warmup", routing.DefaultWarmup, "after the first call, count waiting jobs for no trigger this long, while every ScaledJob asks once (set to your longest pollingInterval)")
 	fs.DurationVar(&f.HoldBehindOlder, "hold-behind-older", routing.DefaultHoldBehindOlder, "hold a waiting job's count while an older waiting job its template can also run waits for another template's pod, at most while that job is younger than this (Azure DevOps gives a free agent the oldest job it can run); 0: never")
+	fs.StringVar(&f.ParallelJobs, "parallel-jobs", "auto", "each organization's budget of self-hosted parallel jobs, unless its configuration sets parallelJobs: auto (read from Azure DevOps once per --refresh-interval; waiting jobs beyond the free ones start no pod), off, or a fixed number")
 	fs.IntVar(&f.TriggerForgetPolls, "trigger-forget-polls", routing.DefaultForgetAfterPolls, "forget a trigger (a deleted ScaledJob) after this many of its polling intervals without a call")
 	fs.DurationVar(&f.TriggerForgetMin, "trigger-forget-min", routing.DefaultForgetMin, "never forget a trigger sooner than this")
 	fs.DurationVar(&f.TriggerForgetMax, "trigger-forget-max", routing.DefaultForgetMax, "always forget a silent trigger after this")
@@ -259,6 +262,9 @@ func (f *Flags) validate() error {
 	}
 	if f.RoutingWarmup < 0 {
 		errs = append(errs, errors.New("--routing-warmup must not be negative"))
+	}
+	if _, err := budget.ParseSetting(f.ParallelJobs); err != nil {
+		errs = append(errs, fmt.Errorf("--parallel-jobs: %w", err))
 	}
 	if f.HoldBehindOlder < 0 {
 		errs = append(errs, errors.New("--hold-behind-older must not be negative"))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/budget"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 )
@@ -48,6 +49,9 @@ type Metrics struct {
 	sweepKept     *prometheus.CounterVec
 	sweepErrors   *prometheus.CounterVec
 	placeholders  *prometheus.CounterVec
+	parallelJobs  *prometheus.GaugeVec
+	budgetBlocked *prometheus.GaugeVec
+	budgetApplied *prometheus.GaugeVec
 
 	jobsDesc, oldestDesc, ageDesc, unroutableDesc, triggerDesc, stalledDesc *prometheus.Desc
 
@@ -102,6 +106,14 @@ func New(reg prometheus.Registerer, version, revision string) *Metrics {
 			Help: "Sweeper failures, by operation (list or delete)."}, withPool("operation")),
 		placeholders: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "placeholder_actions_total",
 			Help: "The placeholder keeper's actions (register, remove, list) by result (ok, error, dry-run)."}, withPool("action", "result")),
+		parallelJobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "parallel_jobs",
+			Help: "The organization's private self-hosted parallel jobs as the budget last saw them: total, in_use and free (for waiting jobs)."},
+			[]string{"organization", "state"}),
+		budgetBlocked: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "jobs_waiting_for_parallel_job",
+			Help: "Waiting jobs of the organization's polled pools that wait for a parallel job: no trigger counts them."}, []string{"organization"}),
+		budgetApplied: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "parallel_jobs_budget_applied",
+			Help: "1 while the organization's parallel-job budget applies; 0 while it is off, or fails open (the reading failed, is stale or inconsistent: jobs count as if there were no limit, and a warning says why)."},
+			[]string{"organization"}),
 		jobsDesc: prometheus.NewDesc(PoolJobs,
 			"Unfinished job requests in the pool's latest snapshot, by state: waiting (no agent yet) or running.", withPool("state"), nil),
 		oldestDesc: prometheus.NewDesc(PoolOldestWaiting,
@@ -122,7 +134,7 @@ func New(reg prometheus.Registerer, version, revision string) *Metrics {
 		Help: "Always 1: the scaler's version, revision and Go version."}, []string{"version", "revision", "goversion"})
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
 	reg.MustRegister(m.azdoRequests, m.azdoLatency, m.rateRemaining, m.throttled, m.throttleWait, m.queueWait,
-		m.sweepDeleted, m.sweepKept, m.sweepErrors, m.placeholders, buildInfo, m)
+		m.sweepDeleted, m.sweepKept, m.sweepErrors, m.placeholders, m.parallelJobs, m.budgetBlocked, m.budgetApplied, buildInfo, m)
 	return m
 }
 
@@ -144,6 +156,24 @@ func (m *Metrics) poolName(k queue.Key) string {
 		return s.name
 	}
 	return ""
+}
+
+// ObserveBudget records an organization's parallel-job decision
+// (budget.Observer).
+func (m *Metrics) ObserveBudget(org string, s budget.Setting, u budget.Usage, d budget.Decision) {
+	if d.Off != "" {
+		m.budgetApplied.WithLabelValues(org).Set(0)
+		m.budgetBlocked.WithLabelValues(org).Set(0)
+		return
+	}
+	m.budgetApplied.WithLabelValues(org).Set(1)
+	m.budgetBlocked.WithLabelValues(org).Set(float64(len(d.Blocked)))
+	if d.Pending {
+		return // no numbers yet
+	}
+	m.parallelJobs.WithLabelValues(org, "total").Set(float64(u.Total))
+	m.parallelJobs.WithLabelValues(org, "in_use").Set(float64(d.InUse))
+	m.parallelJobs.WithLabelValues(org, "free").Set(float64(d.Free))
 }
 
 // ObserveCall counts one request to Azure DevOps (azdo.Observer).

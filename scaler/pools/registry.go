@@ -326,3 +326,27 @@ func (r *Registry) Statuses() []Status {
 	})
 	return out
 }
+
+// Latest lists the latest good snapshots of an organization's polled
+// pools, by pool id, without refreshing them: the organization-wide view
+// the parallel-job budget is decided on.
+func (r *Registry) Latest(org string) []*queue.Snapshot {
+	r.mu.Lock()
+	pollers := make([]*Poller, 0, len(r.pollers))
+	for k, p := range r.pollers {
+		if k.Org == org {
+			pollers = append(pollers, p)
+		}
+	}
+	r.mu.Unlock()
+	sort.Slice(pollers, func(i, j int) bool { return pollers[i].pool.ID < pollers[j].pool.ID })
+	out := make([]*queue.Snapshot, 0, len(pollers))
+	for _, p := range pollers {
+		p.mu.Lock()
+		if p.snap != nil {
+			out = append(out, p.snap)
+		}
+		p.mu.Unlock()
+	}
+	return out
+}

@@ -8,6 +8,7 @@
 package pools
 
 import (
+	"strings"
 	"time"
 
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
@@ -43,6 +44,9 @@ func NewSnapshot(pool queue.Pool, requests []taskagent.TaskAgentJobRequest, at t
 				}
 				j.AddDemand(text)
 			}
+		}
+		if r.Data != nil {
+			j.Public = strings.EqualFold((*r.Data)["ParallelismTag"], "Public")
 		}
 		if r.MatchedAgents != nil {
 			for _, a := range *r.MatchedAgents {

@@ -42,6 +42,10 @@ type Job struct {
 	Received      bool             // an agent received the job (in flight)
 	QueuedAt      time.Time
 	AssignedAt    time.Time // zero until an agent is assigned
+	// Public: the request's parallelism tag is "Public" (a public
+	// project's job), which has parallel jobs of its own and uses none of
+	// the organization's private ones.
+	Public bool
 }
 
 // AddDemand adds a demand as Azure DevOps wrote it, parsed; a demand that

@@ -85,6 +85,10 @@ const (
 	// job, the pod started for it would find nothing, and this job would
 	// need a pod more.
 	HeldBehindOlder = "held-behind-older"
+	// WaitingForParallelJob: the organization's parallel jobs are taken
+	// (Rules.Blocked, package budget): Azure DevOps will not give the job
+	// an agent before one is free, so no trigger counts it.
+	WaitingForParallelJob = "waiting-for-parallel-job"
 	// Unroutable: no trigger of the pool accepts the waiting job; it waits
 	// until one does.
 	Unroutable = "no-trigger-accepts"
@@ -138,6 +142,7 @@ type Plan struct {
 	Assignments []Assignment
 	Triggers    []Trigger // in routing order
 	counts      map[string]int
+	blockedWhy  string
 }
 
 // Count is the number of jobs the trigger counts; 0 for an unknown one.
@@ -166,6 +171,11 @@ type Rules struct {
 	HoldBehindOlder time.Duration
 	// At is the moment of the jobs (the snapshot's fetch time).
 	At time.Time
+	// Blocked are the waiting jobs that wait for a parallel job of the
+	// organization (package budget): counted by no trigger, shared ones
+	// included. BlockedWhy says why, for Explain.
+	Blocked    map[uint64]bool
+	BlockedWhy string
 }
 
 // DefaultHoldBehindOlder is --hold-behind-older's default: long enough for
@@ -193,6 +203,8 @@ const DefaultHoldBehindOlder = 2 * time.Minute
 //     pod taking it and the plain pod leaving idle.
 //  4. Shared triggers count every job they accept, like KEDA's built-in
 //     scaler (running ones only with scaleOnInFlight).
+//  5. A waiting job in Rules.Blocked (it waits for one of the
+//     organization's parallel jobs) counts for no trigger at all.
 //
 // With Rules.Warmup, waiting jobs are routed but counted for no exclusive
 // trigger (shared triggers still count them).
@@ -217,9 +229,14 @@ func Route(jobs []queue.Job, triggers []Trigger, rules Rules) *Plan {
 	// behind[t]: the oldest waiting job trigger t accepts that went to
 	// another trigger (rule 3).
 	behind := make(map[string]uint64)
+	p.blockedWhy = rules.BlockedWhy
 	for _, i := range waiting {
 		r := &p.Assignments[i]
 		*r = Assignment{Job: &jobs[i], Waiting: true}
+		if rules.Blocked[jobs[i].ID] {
+			r.Reason = WaitingForParallelJob
+			continue
+		}
 		routeWaiting(r, ordered, rules.Warmup, behind, p.counts)
 		if r.Owner == "" || rules.HoldBehindOlder <= 0 || rules.At.Sub(jobs[i].QueuedAt) >= rules.HoldBehindOlder {
 			continue
@@ -236,7 +253,7 @@ func Route(jobs []queue.Job, triggers []Trigger, rules Rules) *Plan {
 		r := p.Assignments[i]
 		for k := range ordered {
 			t := &ordered[k]
-			if t.Shared && (r.Waiting || t.InFlight) && t.accepts(j) {
+			if t.Shared && (r.Waiting || t.InFlight) && t.accepts(j) && r.Reason != WaitingForParallelJob {
 				r.Shared = append(r.Shared, t.ID)
 				p.counts[t.ID]++
 			}
@@ -378,6 +395,8 @@ func (p *Plan) Explain(r Assignment) string {
 	case OnStalled:
 		s = "waiting; counted by " + name(r.Owner) + ", the only trigger with room that accepts it, whose pods cannot start: " +
 			stallOf(p.Triggers, r.Owner)
+	case WaitingForParallelJob:
+		s = "waiting for a parallel job of the organization: " + p.blockedWhy + "; Azure DevOps gives it no agent before one is free, so no pod is started for it"
 	case RunningOwn:
 		s = "running on agent " + r.Job.Agent + ", a pod of " + name(r.Owner)
 	case RunningNotCounted:

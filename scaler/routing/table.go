@@ -41,9 +41,19 @@ type Options struct {
 	// HoldBehindOlder is Rules.HoldBehindOlder: how long a waiting job may
 	// hold back the count of a more capable template; 0: never.
 	HoldBehindOlder time.Duration
-	Observer        Observer
-	Logger          logrus.FieldLogger
-	Now             func() time.Time
+	// Budget says which waiting jobs of an organization wait for a
+	// parallel job (*budget.Keeper); nil: none.
+	Budget   Budget
+	Observer Observer
+	Logger   logrus.FieldLogger
+	Now      func() time.Time
+}
+
+// Budget is the organization-wide step before routing (package budget).
+type Budget interface {
+	// Blocked returns the organization's waiting jobs that wait for a
+	// parallel job, why, and a version that changes when the set does.
+	Blocked(org string) (blocked map[uint64]bool, why string, version uint64)
 }
 
 // Observer receives what routing measures (the metrics package).
@@ -214,6 +224,7 @@ type Table struct {
 	planSnap    *queue.Snapshot
 	planVersion uint64
 	planHeld    bool
+	planBudget  uint64
 	logged      map[uint64]bool // unroutable jobs already logged
 	owners      uint64          // Given: the version of the pods agents were matched against
 }
@@ -347,18 +358,25 @@ func (tb *Table) Triggers() []Trigger {
 func (tb *Table) Plan(snap *queue.Snapshot) *Plan {
 	now := tb.router.o.Now()
 	held := tb.router.warming(now)
+	var blocked map[uint64]bool
+	var why string
+	var budgetVersion uint64
+	if b := tb.router.o.Budget; b != nil {
+		blocked, why, budgetVersion = b.Blocked(tb.key.Org)
+	}
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	tb.pruneLocked(now)
-	if tb.plan != nil && tb.planSnap == snap && tb.planVersion == tb.version && tb.planHeld == held {
+	if tb.plan != nil && tb.planSnap == snap && tb.planVersion == tb.version && tb.planHeld == held && tb.planBudget == budgetVersion {
 		return tb.plan
 	}
 	triggers := make([]Trigger, 0, len(tb.triggers))
 	for _, e := range tb.triggers {
 		triggers = append(triggers, e.t)
 	}
-	p := Route(snap.Jobs, triggers, Rules{Warmup: held, HoldBehindOlder: tb.router.o.HoldBehindOlder, At: snap.FetchedAt})
-	tb.plan, tb.planSnap, tb.planVersion, tb.planHeld = p, snap, tb.version, held
+	p := Route(snap.Jobs, triggers, Rules{Warmup: held, HoldBehindOlder: tb.router.o.HoldBehindOlder, At: snap.FetchedAt,
+		Blocked: blocked, BlockedWhy: why})
+	tb.plan, tb.planSnap, tb.planVersion, tb.planHeld, tb.planBudget = p, snap, tb.version, held, budgetVersion
 	tb.reportUnroutableLocked(p)
 	return p
 }

@@ -44,6 +44,7 @@ var (
 	outDir = flag.String("out", "../../docs", "where benchmarks.md and the PNGs go")
 	bin    = flag.String("scaler-bin", "../../bin/azdo-keda-scaler", "scaler binary, for the resident-memory measurement")
 	seed   = flag.Uint64("seed", 1, "seed of the polling phases and job arrival times")
+	only   = flag.String("only", "", "run one section and print it instead of writing the report (budget)")
 )
 
 // toReal turns a simulated duration into real time; toSim does the reverse.
@@ -136,7 +137,7 @@ func run() error {
 
 	// Every workload's organizations exist before our scalers start, so
 	// that their configuration files list them.
-	workloads := []string{"mixed", "busy", "overlap", "latency-1", "latency-3", "p99"}
+	workloads := []string{"mixed", "busy", "overlap", "latency-1", "latency-3", "p99", "budget"}
 	for _, s := range loadSizes {
 		workloads = append(workloads, loadOrg(s))
 	}
@@ -154,6 +155,13 @@ func run() error {
 
 	rep := &report{}
 	var err error
+	if *only == "budget" {
+		if rep.budget, err = e.budget(ctx); err != nil {
+			return err
+		}
+		rep.writeBudget(func(format string, a ...any) { fmt.Printf(format, a...) })
+		return nil
+	}
 	for _, s := range loadSizes {
 		row, err := e.load(ctx, s)
 		if err != nil {
@@ -171,6 +179,9 @@ func run() error {
 		return err
 	}
 	if rep.overlap, err = e.overlap(ctx); err != nil {
+		return err
+	}
+	if rep.budget, err = e.budget(ctx); err != nil {
 		return err
 	}
 	if rep.p99, err = e.p99(ctx); err != nil {

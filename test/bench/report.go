@@ -16,6 +16,7 @@ type report struct {
 	mixed   []accuracyRow
 	busy    []accuracyRow
 	overlap []overlapRow
+	budget  []budgetSide
 	p99     p99Result
 	rss     int64
 }
@@ -85,6 +86,7 @@ func (r *report) write(dir string) error {
 	acc(r.busy)
 	w("%s\n\n", busyVerdict(r.busy))
 	r.writeOverlap(w)
+	r.writeBudget(w)
 
 	w("## GetMetrics latency, 1,000 triggers on 20 pools\n\n")
 	w("Ours, defaults, through KEDA's external scaler client over loopback gRPC, %d calls one after the other:\n", r.p99.calls)
@@ -329,4 +331,37 @@ func cpuVerdict(loads []loadRow) string {
 		strings.Join(cheaper, ", ") + ". In this one process a built-in call is a small HTTP request to a local fake, " +
 		"while each of our answers crosses gRPC; what ours saves is Azure DevOps' work (requests, bytes and the " +
 		"organization's rate limit), not CPU on the cluster's side."
+}
+
+func (r *report) writeBudget(w func(string, ...any)) {
+	if len(r.budget) == 0 {
+		return
+	}
+	w("## Parallel jobs: one budget per organization\n\n")
+	w("An organization with %d private self-hosted parallel jobs; %d jobs queued at once on %d pools, half demanding `teama`,\n", budgetParallel, budgetJobs, budgetPools)
+	w("half `teamb`; two ScaledJobs per pool (%d in all), one per team. The fake holds a private job beyond the limit\n", 2*budgetPools)
+	w("back, as Azure DevOps does. %d simulated minutes of KEDA's default scaling strategy (`min(count, maxReplicaCount %d) -\n", budgetMinutes, budgetMax)
+	w("unfinished Jobs` per poll) with pods played as the chart makes them: online %s after their Job, a job runs %s,\n", budgetStart, budgetRun)
+	w("an agent with no job leaves after %s (`azp.idleTimeoutSeconds` 300, the chart's default).\n\n", budgetIdle)
+	w("| configuration | settings | pods started | most pods at once | pods that left idle | jobs finished |\n| --- | --- | ---: | ---: | ---: | ---: |\n")
+	for _, s := range r.budget {
+		w("| %s | %s | %d | %d | %d | %d |\n", s.label, s.settings, s.pods, s.mostAlive, s.idleExits, s.done)
+	}
+	w("\nPR 7964 is open and unreleased: its row is a model of what its description says it does, applied to the same\n")
+	w("built-in scaler (each trigger reads the usage at each poll, as the PR does).\n\n")
+	var ours, bi budgetSide
+	for _, s := range r.budget {
+		switch s.label {
+		case oursDefault.label:
+			ours = s
+		case builtinDefault.label:
+			bi = s
+		}
+	}
+	w("Ours started %d pods, at most %d at once, none of which left idle; the built-in started %d (%d left idle). The\n", ours.pods, ours.mostAlive, bi.pods, bi.idleExits)
+	w("price is throughput: ours finished %d jobs in %d minutes to the built-in's %d. Ours starts a pod only once a parallel\n", ours.done, budgetMinutes, bi.done)
+	w("job is free for its job, so each job after the first %d waits one pod start (%s here) longer for its agent; the\n", budgetParallel, budgetStart)
+	w("built-in's surplus pods already wait online and take the job the moment a parallel job frees, at the cost of the\n")
+	w("pods that start, register, wait and leave. Warm standby (a few pods kept ready) is the way to buy that time back\n")
+	w("without the churn.\n\n")
 }

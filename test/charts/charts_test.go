@@ -125,6 +125,11 @@ func TestScalerChart(t *testing.T) {
 				if f.SweepDryRun || f.SweepAgentPattern != "*-agents-*" || !slices.Equal([]string(f.SweepProtect), []string{"template-*", "placeholder"}) {
 					t.Errorf("sweeper flags not from values: %+v", f)
 				}
+				cfg := renderedConfig(t, objs, f.ConfigFile, d.Spec.Template.Spec.Containers[0])
+				if f.ParallelJobs != "off" || cfg.Organizations[0].ParallelJobs != "" || cfg.Organizations[1].ParallelJobs != "5" {
+					t.Errorf("parallel jobs: --parallel-jobs %q, organizations %q and %q; want off, default and 5",
+						f.ParallelJobs, cfg.Organizations[0].ParallelJobs, cfg.Organizations[1].ParallelJobs)
+				}
 				sec := secretsByName(objs, scalerNS)[scalerNS+"/azdo-keda-scaler-pat-1"] // the second organization's
 				if sec == nil || string(sec.Data["pat"]) != "not-a-real-pat" {
 					t.Errorf("created PAT Secret: %v", sec)
@@ -859,6 +864,10 @@ func TestSchemaRejects(t *testing.T) {
 			[]string{"organizations/0/auth"}},
 		{"TLS: a client Secret without the server's", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\ntls: {existingClientSecret: c}",
 			[]string{"tls/existingClientSecret"}},
+		{"no parallel jobs", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s, parallelJobs: 0}]",
+			[]string{"organizations/0/parallelJobs"}},
+		{"parallel jobs: a word", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\nscaler: {parallelJobs: many}",
+			[]string{"scaler/parallelJobs"}},
 		{"no KEDA namespace", "azdo-keda-scaler", "organizations: [{url: https://dev.azure.com/c, existingSecret: s}]\nkeda: {namespace: ''}",
 			[]string{"keda/namespace"}},
 		{"pool: TLS through a ConfigMap", "azdo-agent-pool", "azp: {url: https://dev.azure.com/c, pool: p, existingSecret: s}\nscaler: {address: 'a:6000', tls: {authenticationRef: {kind: ConfigMap, name: x}}}",

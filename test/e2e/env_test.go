@@ -504,8 +504,10 @@ type podSim struct {
 	agents    map[int]*simAgent
 	created   int
 	idleExits int
-	refused   []string          // pods the API server refused to create
-	ranBy     map[uint64]string // job request -> ScaledJob whose pod ran it
+	// mostUnfinished is the most Jobs of its ScaledJobs unfinished at once.
+	mostUnfinished int
+	refused        []string          // pods the API server refused to create
+	ranBy          map[uint64]string // job request -> ScaledJob whose pod ran it
 }
 
 type simAgent struct {
@@ -545,6 +547,13 @@ func (s *podSim) step(t *testing.T) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
+	unfinished := 0
+	for _, j := range l.Items {
+		if !finished(j) && s.caps[j.Labels["scaledjob.keda.sh/name"]] != nil {
+			unfinished++
+		}
+	}
+	s.mostUnfinished = max(s.mostUnfinished, unfinished)
 	for _, j := range l.Items {
 		sj := j.Labels["scaledjob.keda.sh/name"]
 		if _, ok := s.seen[j.Namespace+"/"+j.Name]; ok || finished(j) || s.caps[sj] == nil {
