@@ -14,8 +14,11 @@ import (
 type Job struct {
 	Demands []string // as Azure Pipelines writes them: "docker", "Agent.OS -equals Linux"
 	Name    string   // job name; default "Job"
-	Plan    string   // plan type; default "Build"
-	Script  string   // what the job's one step runs (bash), for agents that run it
+	// Pipeline is the run's pipeline (the request's definition); default
+	// pipeline-N.
+	Pipeline string
+	Plan     string // plan type; default "Build"
+	Script   string // what the job's one step runs (bash), for agents that run it
 	// Container is the image of the job's container (YAML `container:`):
 	// the job message then names it as the job container, and an agent runs
 	// the job's steps in it.
@@ -38,6 +41,9 @@ func (o *Org) QueueJob(poolID int, job Job) uint64 {
 	if job.Plan == "" {
 		job.Plan = "Build"
 	}
+	if job.Pipeline == "" {
+		job.Pipeline = fmt.Sprintf("pipeline-%d", id%97)
+	}
 	if job.Script != "" || job.Container != "" {
 		if p.steps == nil {
 			p.steps = map[uint64]Job{}
@@ -52,9 +58,10 @@ func (o *Org) QueueJob(poolID int, job Job) uint64 {
 		Demands: &ds, JobId: ptr(uuid.New()), PlanId: ptr(uuid.New()), HostId: ptr(uuid.New()),
 		ScopeId: ptr(uuid.New()), ServiceOwner: ptr(uuid.MustParse("00025394-6065-48ca-87d9-7f5672854ef7")),
 		OrchestrationId: ptr(uuid.NewString() + ".job.__default"), Priority: ptr(1),
-		Definition: &taskagent.TaskOrchestrationOwner{Id: &definitionID, Name: ptr(fmt.Sprintf("pipeline-%d", definitionID))},
-		Owner:      &taskagent.TaskOrchestrationOwner{Id: ptr(int(id)), Name: ptr(fmt.Sprintf("%d", id))},
-		Data:       &map[string]string{"ParallelismTag": tagOf(job.Public), "IsScheduledKey": "False"},
+		Definition: &taskagent.TaskOrchestrationOwner{Id: &definitionID, Name: &job.Pipeline},
+		Owner: &taskagent.TaskOrchestrationOwner{Id: ptr(int(id)), Name: ptr(fmt.Sprintf("20261203.%d", id)),
+			Links: map[string]any{"web": map[string]any{"href": fmt.Sprintf("%s/%s/project/_build/results?buildId=%d", o.server.url, o.Name, id)}}},
+		Data: &map[string]string{"ParallelismTag": tagOf(job.Public), "IsScheduledKey": "False"},
 	})
 	return id
 }

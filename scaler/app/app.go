@@ -56,6 +56,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == mtls.CommandName {
 		return mtls.Command(args[1:], time.Now(), stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == status.ExplainCommandName {
+		return status.Explain(ctx, args[1:], stdout, stderr)
+	}
 	flags, err := config.Parse("azdo-keda-scaler", args, getenv, stderr)
 	if err != nil {
 		return err
@@ -121,6 +124,7 @@ type Instance struct {
 	cancel     context.CancelFunc
 	done       chan struct{}
 	ready      atomic.Bool
+	creds      credentialCheck
 }
 
 // Start builds every part, then runs them, and returns once the servers
@@ -170,10 +174,12 @@ func (inst *Instance) build(ctx context.Context, flags *config.Flags, log *logru
 	inst.Registry = pools.NewRegistry(ctx, sources, pools.Options{RefreshInterval: flags.RefreshInterval, StaleAfter: flags.StaleAfter,
 		IdleAfter: flags.PollerIdle, AttemptTimeout: flags.AzdoTimeout, MinRefresh: flags.MinRefresh, DemandWait: flags.DemandWait,
 		Observer: m, Logger: log})
-	inst.Budget = inst.buildBudget(flags, m, log)
-	inst.Router = routing.NewRouter(routing.Options{Warmup: flags.RoutingWarmup, ForgetAfterPolls: flags.TriggerForgetPolls,
+	routerOpts := routing.Options{Warmup: flags.RoutingWarmup, ForgetAfterPolls: flags.TriggerForgetPolls,
 		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Given: flags.ReadCluster, HoldBehindOlder: flags.HoldBehindOlder,
-		Budget: inst.Budget, Observer: m, Logger: log})
+		Observer: m, Logger: log}
+	inst.Router = routing.NewRouter(routerOpts)
+	inst.Budget = inst.buildBudget(flags, m, log)
+	inst.Router.SetBudget(inst.Budget)
 	inst.service = service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add, Router: inst.Router,
 		Verify: flags.ReadCluster})
 	if err := inst.buildGRPC(flags, inst.service, reg); err != nil {
@@ -225,7 +231,8 @@ func (inst *Instance) buildBudget(flags *config.Flags, m *metrics.Metrics, log *
 		settings[o.Name], sources[o.Name] = s, inst.Clients[o.Name]
 	}
 	return budget.NewKeeper(settings, sources, inst.Registry.Latest, budget.Options{Interval: flags.RefreshInterval,
-		StaleAfter: flags.StaleAfter, Wait: flags.DemandWait, Observer: m, Logger: log})
+		StaleAfter: flags.StaleAfter, Wait: flags.DemandWait, Runnable: inst.Router.Runnable, Generation: inst.Router.Generation,
+		Observer: m, Logger: log})
 }
 
 // buildGRPC makes the gRPC server: the external scaler, gRPC health, its
@@ -258,9 +265,11 @@ func (inst *Instance) httpHandler(flags *config.Flags, reg *prometheus.Registry)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/readyz", inst.readyz)
-	mux.Handle("GET /{$}", status.Handler(status.Source{Version: Version, Revision: Revision, Organizations: inst.Config.Names(),
+	src := status.Source{Version: Version, Revision: Revision, Organizations: inst.Config.Names(),
 		Registry: inst.Registry, Router: inst.Router, Journal: inst.journal, Sweeper: func() string { return sweeperState(flags, &inst.leading) },
-		Redact: inst.secrets.Redact}))
+		Redact: inst.secrets.Redact}
+	mux.Handle("GET /{$}", status.Handler(src))
+	mux.Handle("GET /api/v1/jobs", status.JSONHandler(src))
 	return mux
 }
 
@@ -302,6 +311,7 @@ func (inst *Instance) run(ctx context.Context, flags *config.Flags, m *metrics.M
 	}
 	startKeeper(ctx, flags, inst, m, log)
 	go inst.Budget.Run(ctx)
+	go inst.creds.run(ctx, inst.Clients, m, log)
 	if err := startSweeper(ctx, flags, inst, m, log); err != nil {
 		inst.grpcServer.Stop()
 		_ = inst.httpServer.Close()
@@ -349,13 +359,20 @@ func (inst *Instance) Stop() {
 	<-inst.done
 }
 
-// readyz is ready once the servers listen. It does not follow Azure
-// DevOps' health on purpose: an outage must reach KEDA as this scaler's
-// Unavailable answers, with their cause, not as a Service without
-// endpoints.
+// readyz is ready once the servers listen and no organization's
+// credential was refused. It does not follow Azure DevOps' health on
+// purpose: an outage must reach KEDA as this scaler's Unavailable answers,
+// with their cause, not as a Service without endpoints.
 func (inst *Instance) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !inst.ready.Load() {
 		http.Error(w, "starting or stopping\n", http.StatusServiceUnavailable)
+		return
+	}
+	if p := inst.creds.problem(); p != "" {
+		// A refused credential is not an outage: nothing works until an
+		// operator fixes it, so say so where they look first.
+		http.Error(w, "not ready: Azure DevOps refuses a credential: "+secrets.Truncate(inst.secrets.Redact(p), service.MaxMessage)+"\n",
+			http.StatusServiceUnavailable)
 		return
 	}
 	msg := "ok\n"

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/routing"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/trigger"
 )
 
@@ -44,6 +45,14 @@ func TestREADMEDocumentsEveryFlagAndKey(t *testing.T) {
 		}
 		if def := trigger.Default(key); def != "" && !strings.HasPrefix(row, "| `"+key+"` | `"+def+"` |") {
 			t.Errorf("README.md's row for %s does not give its default `%s`: %s", key, def, row)
+		}
+	}
+	// The explain API's reason codes: all of them, where the README lists them.
+	why := readme[strings.Index(readme, "**Why is my job waiting?**"):]
+	why = why[:strings.Index(why, "\n\n")]
+	for _, r := range routing.Reasons {
+		if !strings.Contains(why, "`"+r+"`") {
+			t.Errorf("README.md's \"Why is my job waiting?\" does not list the reason %s", r)
 		}
 	}
 	for _, cmd := range []string{"make run", "make test"} {

@@ -22,6 +22,9 @@ var (
 	// ErrConflict: Azure DevOps refused a change that clashes with what it
 	// has (an agent of that name is already registered).
 	ErrConflict = errors.New("conflict")
+	// ErrRefused: Azure DevOps refused the credential (401, 403, or its
+	// sign-in page), or no token could be had for it.
+	ErrRefused = errors.New("credential refused")
 )
 
 // maxErrorText bounds the text of an error from Azure DevOps.
@@ -59,6 +62,9 @@ func (e *Error) Is(target error) bool {
 		return e.Status == http.StatusNotFound
 	case ErrConflict:
 		return e.Status == http.StatusConflict
+	case ErrRefused:
+		return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden ||
+			e.Status == http.StatusNonAuthoritativeInfo || e.Op == opToken
 	}
 	return false
 }

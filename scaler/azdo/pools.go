@@ -37,6 +37,17 @@ func (c *Client) PoolByName(ctx context.Context, name string) (queue.Pool, error
 	}
 }
 
+// CheckCredential makes one cheap call (a pool list filtered to a name no
+// pool has) to learn whether Azure DevOps accepts the credential:
+// errors.Is(err, ErrRefused) when it does not.
+func (c *Client) CheckCredential(ctx context.Context) error {
+	name := "azdo-keda-scaler credential check"
+	return c.do(ctx, "check the credential", func(ctx context.Context, sdk *taskagent.ClientImpl) error {
+		_, err := sdk.GetAgentPools(ctx, taskagent.GetAgentPoolsArgs{PoolName: &name})
+		return err
+	})
+}
+
 // PoolByID finds a pool by its id.
 func (c *Client) PoolByID(ctx context.Context, id int) (queue.Pool, error) {
 	var pool *taskagent.TaskAgentPool

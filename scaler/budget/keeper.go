@@ -76,10 +76,16 @@ type Options struct {
 	StaleAfter time.Duration
 	// Wait is how long a decision waits for a reading it needs
 	// (--refresh-wait); meanwhile every waiting private job waits.
-	Wait     time.Duration
-	Observer Observer
-	Logger   logrus.FieldLogger
-	Now      func() time.Time
+	Wait time.Duration
+	// Runnable reports whether a pod the scaler starts could run a job of
+	// a pool (a trigger of the pool accepts it); a job none could run takes
+	// no parallel job from one that could (routing says why it waits).
+	// Generation changes when its answers may. Default: every job.
+	Runnable   func(k queue.Key, j *queue.Job) bool
+	Generation func() uint64
+	Observer   Observer
+	Logger     logrus.FieldLogger
+	Now        func() time.Time
 }
 
 // Keeper reads each organization's usage (one call per organization per
@@ -99,18 +105,19 @@ type org struct {
 	src     UsageSource
 	log     logrus.FieldLogger
 
-	mu       sync.Mutex
-	usage    Usage
-	readErr  error         // the last reading's error, nil after a good one
-	read     bool          // a reading succeeded once
-	wanted   bool          // a decision needs a reading: read even with no polled pools
-	done     chan struct{} // closed and replaced after every reading
-	inputs   []*queue.Snapshot
-	inputsAt time.Time // the reading the cached decision used
-	decision Decision
-	version  uint64
-	why      string // reasonOf the cached decision
-	offLog   string // the fail-open reason last logged
+	mu        sync.Mutex
+	usage     Usage
+	readErr   error         // the last reading's error, nil after a good one
+	read      bool          // a reading succeeded once
+	wanted    bool          // a decision needs a reading: read even with no polled pools
+	done      chan struct{} // closed and replaced after every reading
+	inputs    []*queue.Snapshot
+	inputsAt  time.Time // the reading the cached decision used
+	inputsGen uint64    // and the triggers' generation
+	decision  Decision
+	version   uint64
+	why       string // reasonOf the cached decision
+	offLog    string // the fail-open reason last logged
 }
 
 // NewKeeper makes a keeper for organizations with their settings and
@@ -121,6 +128,12 @@ func NewKeeper(settings map[string]Setting, sources map[string]UsageSource, snap
 	o.Logger = cmp.Or[logrus.FieldLogger](o.Logger, logrus.StandardLogger())
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Runnable == nil {
+		o.Runnable = func(queue.Key, *queue.Job) bool { return true }
+	}
+	if o.Generation == nil {
+		o.Generation = func() uint64 { return 0 }
 	}
 	k := &Keeper{o: o, snap: snaps, orgs: map[string]*org{}, wake: make(chan struct{}, 1)}
 	for name, s := range settings {
@@ -268,12 +281,17 @@ func (k *Keeper) Blocked(orgName string) (blocked map[uint64]bool, why string, v
 	default:
 		u = g.usage
 	}
-	if g.cachedLocked(snaps, u.At) && off == "" && !pending && g.decision.Off == "" && !g.decision.Pending {
+	gen := k.o.Generation()
+	if g.cachedLocked(snaps, u.At) && gen == g.inputsGen && off == "" && !pending && g.decision.Off == "" && !g.decision.Pending {
 		return g.decision.Blocked, reasonOf(g.decision, u), g.version
 	}
 	var jobs []queue.Job
 	for _, s := range snaps {
-		jobs = append(jobs, s.Jobs...)
+		for i := range s.Jobs {
+			if j := &s.Jobs[i]; !j.Waiting() || k.o.Runnable(s.Pool.Key, j) {
+				jobs = append(jobs, *j)
+			}
+		}
 	}
 	d := Decision{Off: off}
 	switch {
@@ -290,7 +308,7 @@ func (k *Keeper) Blocked(orgName string) (blocked map[uint64]bool, why string, v
 		g.log.WithField("reason", d.Off).Warn("not applying the organization's parallel jobs: waiting jobs count as if there were no limit")
 	}
 	g.offLog = d.Off
-	g.decision, g.inputs, g.inputsAt = d, snaps, u.At
+	g.decision, g.inputs, g.inputsAt, g.inputsGen = d, snaps, u.At, gen
 	k.o.Observer.ObserveBudget(orgName, g.setting, u, d)
 	return d.Blocked, reasonOf(d, u), g.version
 }

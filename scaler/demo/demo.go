@@ -63,16 +63,17 @@ func Start() (*Org, error) {
 // Close stops the server.
 func (o *Org) Close() { o.Server.Close() }
 
-// kinds of jobs the simulation queues, with their demands.
+// kinds of jobs the simulation queues, with their demands and the
+// pipeline they come from.
 var kinds = []struct {
-	pool    string
-	demands []string
-	weight  int
+	pool, pipeline string
+	demands        []string
+	weight         int
 }{
-	{"linux", []string{"Agent.OS -equals Linux", "docker", "Agent.Version -gtVersion 3.220.0"}, 4},
-	{"linux", []string{"Agent.OS -equals Linux"}, 4},
-	{"gpu", []string{"Agent.OS -equals Linux", "cuda -gtVersion 12.0"}, 1},
-	{"windows", []string{"Agent.OS -equals Windows_NT"}, 2},
+	{"linux", "api-ci", []string{"Agent.OS -equals Linux", "docker", "Agent.Version -gtVersion 3.220.0"}, 4},
+	{"linux", "web-ci", []string{"Agent.OS -equals Linux"}, 4},
+	{"gpu", "model-training", []string{"Agent.OS -equals Linux", "cuda -gtVersion 12.0"}, 1},
+	{"windows", "desktop-app", []string{"Agent.OS -equals Windows_NT"}, 2},
 }
 
 // Sample is a ScaledJob the demo asks the scaler about, and whose
@@ -100,79 +101,112 @@ func Samples() []Sample {
 // pod is a simulated single-run agent pod.
 type pod struct {
 	pool, agent int
-	finishAt    time.Time
+	doneAt      int // tick
 	job         uint64
 }
 
+// Rates of the simulation, per tick: a job arrives with arrivalChance,
+// a pool starts pods for at most startsPerPool of its oldest waiting jobs
+// (as KEDA, polling, creates Jobs), and a job runs minRun to
+// minRun+spreadRun-1 ticks. About 0.5 jobs arrive per tick and about 4 run
+// at once: the pools keep up, so the backlog stays small
+// (TestSimulationStaysBounded).
+const (
+	arrivalChance = 2 // in 4
+	startsPerPool = 2
+	minRun        = 4
+	spreadRun     = 8
+)
+
+// simulation is the simulated pods and the clock, in ticks.
+type simulation struct {
+	o        *Org
+	rng      *rand.Rand
+	pods     []*pod
+	tick     int
+	finished int
+}
+
 // Simulate queues jobs at random and plays the part of the sample
-// ScaledJobs' single-run pods until ctx ends: now and then a pod of the
-// least capable sample that can run the oldest waiting job starts, its
-// agent (named after the pod, as KEDA names pods) takes the job Azure
-// DevOps gives it, runs it for a few ticks, and leaves; one pod in four
-// dies without deregistering its agent, which the sweeper then removes.
+// ScaledJobs' single-run pods until ctx ends, one tick per every: pods of
+// the least capable sample that can run each of a pool's oldest waiting
+// jobs start, their agents (named after the pods, as KEDA names pods) take
+// the jobs Azure DevOps gives them, run them for a few ticks, and leave;
+// one pod in four dies without deregistering its agent, which the sweeper
+// then removes.
 func (o *Org) Simulate(ctx context.Context, every time.Duration) {
-	var pods []*pod
+	s := &simulation{o: o, rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
-	total := 0
-	for _, k := range kinds {
-		total += k.weight
-	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
 		}
-		for n := rand.IntN(3); n > 0; n-- {
-			pick := rand.IntN(total)
-			for _, k := range kinds {
-				if pick -= k.weight; pick < 0 {
-					o.org.QueueJob(o.pools[k.pool], fakeazdo.Job{Demands: k.demands})
-					break
-				}
-			}
-		}
-		if rand.IntN(2) == 0 {
-			if p := o.startPod(); p != nil {
-				pods = append(pods, p)
-			}
-		}
-		kept := pods[:0]
-		for _, p := range pods {
-			if time.Now().Before(p.finishAt) {
-				kept = append(kept, p)
-				continue
-			}
-			_ = o.org.FinishJob(p.job, "succeeded")
-			if rand.IntN(4) == 0 {
-				// A pod killed before its agent deregistered: the agent
-				// stays, offline, until the sweeper removes it.
-				o.org.SetAgentStatus(p.pool, p.agent, false, time.Now())
-				continue
-			}
-			_ = o.org.RemoveAgent(p.pool, p.agent) // the single-run agent deregisters
-		}
-		pods = kept
+		s.step()
 	}
 }
 
-// startPod starts a pod for the oldest waiting job of a random pool.
-func (o *Org) startPod() *pod {
-	names := []string{"linux", "windows", "gpu"}
-	pool := o.pools[names[rand.IntN(len(names))]]
+// step is one tick.
+func (s *simulation) step() {
+	s.tick++
+	o := s.o
+	total := 0
+	for _, k := range kinds {
+		total += k.weight
+	}
+	if s.rng.IntN(4) < arrivalChance {
+		pick := s.rng.IntN(total)
+		for _, k := range kinds {
+			if pick -= k.weight; pick < 0 {
+				o.org.QueueJob(o.pools[k.pool], fakeazdo.Job{Pipeline: k.pipeline, Name: "build", Demands: k.demands})
+				break
+			}
+		}
+	}
+	for _, name := range []string{"linux", "windows", "gpu"} {
+		for range startsPerPool {
+			if p := s.startPod(o.pools[name]); p != nil {
+				s.pods = append(s.pods, p)
+			}
+		}
+	}
+	kept := s.pods[:0]
+	for _, p := range s.pods {
+		if s.tick < p.doneAt {
+			kept = append(kept, p)
+			continue
+		}
+		_ = o.org.FinishJob(p.job, "succeeded")
+		s.finished++
+		if s.rng.IntN(4) == 0 {
+			// A pod killed before its agent deregistered: the agent
+			// stays, offline, until the sweeper removes it.
+			o.org.SetAgentStatus(p.pool, p.agent, false, time.Now())
+			continue
+		}
+		_ = o.org.RemoveAgent(p.pool, p.agent) // the single-run agent deregisters
+	}
+	s.pods = kept
+}
+
+// startPod starts a pod for the pool's oldest waiting job, nil when none
+// waits (or no sample can run it).
+func (s *simulation) startPod(pool int) *pod {
+	o := s.o
 	for _, id := range o.org.UnfinishedJobs(pool) {
 		if _, busy := o.org.JobAgent(id); busy {
 			continue
 		}
-		s, ok := cheapestSample(pool, o.org.JobDemands(id), o.pools)
+		smp, ok := cheapestSample(pool, o.org.JobDemands(id), o.pools)
 		if !ok {
 			return nil
 		}
-		agent := o.org.AddAgent(pool, fakeazdo.Agent{Name: podName(s.Name), Online: true, Capabilities: s.Capabilities})
+		agent := o.org.AddAgent(pool, fakeazdo.Agent{Name: podName(smp.Name), Online: true, Capabilities: smp.Capabilities})
 		for job, a := range o.org.Dispatch(pool) {
 			if a == agent {
-				return &pod{pool: pool, agent: agent, job: job, finishAt: time.Now().Add(time.Duration(4+rand.IntN(8)) * time.Second)}
+				return &pod{pool: pool, agent: agent, job: job, doneAt: s.tick + minRun + s.rng.IntN(spreadRun)}
 			}
 		}
 		_ = o.org.RemoveAgent(pool, agent)

@@ -84,6 +84,13 @@ func New(o Options) (*Source, error) {
 	if o.CheckEvery <= 0 {
 		o.CheckEvery = 5 * time.Second
 	}
+	// azidentity reads AZURE_AUTHORITY_HOST for the token endpoint but
+	// still asks the public cloud's instance discovery about it (which a
+	// sovereign or private authority never passes); as the configured
+	// authorityHost, it gets both the endpoint and no discovery.
+	if o.AuthorityHost == "" {
+		o.AuthorityHost = os.Getenv("AZURE_AUTHORITY_HOST")
+	}
 	if err := o.Check(); err != nil {
 		return nil, err
 	}

@@ -7,14 +7,19 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeentra"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 )
@@ -173,5 +178,43 @@ func TestServicePrincipalCertificate(t *testing.T) {
 	}
 	if tok, err := s.Token(context.Background()); err != nil || tok != "entra-access-token-1" {
 		t.Fatalf("Token = %q, %v (assertion %q)", tok, err, assertion)
+	}
+}
+
+// onlyHost carries requests to one host and records any other it is asked
+// to reach (and refuses it): nothing may leave for the public cloud.
+type onlyHost struct {
+	host    string
+	next    policy.Transporter
+	mu      sync.Mutex
+	foreign []string
+}
+
+func (o *onlyHost) Do(r *http.Request) (*http.Response, error) {
+	if r.URL.Host != o.host {
+		o.mu.Lock()
+		o.foreign = append(o.foreign, r.URL.String())
+		o.mu.Unlock()
+		return nil, errors.New("refused: not the configured authority")
+	}
+	return o.next.Do(r)
+}
+
+// AZURE_AUTHORITY_HOST without authorityHost is that host, as the README
+// says: the token comes from it, and no request (instance discovery
+// included) goes anywhere else.
+func TestAuthorityHostFromTheEnvironment(t *testing.T) {
+	fe := &fakeentra.Server{ClientID: clientID, ClientSecret: secret, ExpiresIn: 3600}
+	srv := startEntra(t, fe)
+	t.Setenv("AZURE_AUTHORITY_HOST", srv.URL)
+	u, _ := url.Parse(srv.URL)
+	tr := &onlyHost{host: u.Host, next: srv.Client()}
+	s, err := New(Options{Auth: ServicePrincipal, TenantID: tenant, ClientID: clientID, ClientSecretFile: writeFile(t, secret), Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Token(context.Background())
+	if err != nil || tok == "" || len(tr.foreign) != 0 {
+		t.Fatalf("Token = %q, %v; requests elsewhere than AZURE_AUTHORITY_HOST: %v", tok, err, tr.foreign)
 	}
 }

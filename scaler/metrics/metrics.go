@@ -52,6 +52,7 @@ type Metrics struct {
 	parallelJobs  *prometheus.GaugeVec
 	budgetBlocked *prometheus.GaugeVec
 	budgetApplied *prometheus.GaugeVec
+	credentialOK  *prometheus.GaugeVec
 
 	jobsDesc, oldestDesc, ageDesc, unroutableDesc, triggerDesc, stalledDesc *prometheus.Desc
 
@@ -114,6 +115,9 @@ func New(reg prometheus.Registerer, version, revision string) *Metrics {
 		budgetApplied: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "parallel_jobs_budget_applied",
 			Help: "1 while the organization's parallel-job budget applies; 0 while it is off, or fails open (the reading failed, is stale or inconsistent: jobs count as if there were no limit, and a warning says why)."},
 			[]string{"organization"}),
+		credentialOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "credential_accepted",
+			Help: "1 once Azure DevOps accepted the organization's credential (checked at start), 0 while it refuses it (401, 403, sign-in page, no Entra ID token): /readyz fails meanwhile."},
+			[]string{"organization"}),
 		jobsDesc: prometheus.NewDesc(PoolJobs,
 			"Unfinished job requests in the pool's latest snapshot, by state: waiting (no agent yet) or running.", withPool("state"), nil),
 		oldestDesc: prometheus.NewDesc(PoolOldestWaiting,
@@ -134,7 +138,7 @@ func New(reg prometheus.Registerer, version, revision string) *Metrics {
 		Help: "Always 1: the scaler's version, revision and Go version."}, []string{"version", "revision", "goversion"})
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
 	reg.MustRegister(m.azdoRequests, m.azdoLatency, m.rateRemaining, m.throttled, m.throttleWait, m.queueWait,
-		m.sweepDeleted, m.sweepKept, m.sweepErrors, m.placeholders, m.parallelJobs, m.budgetBlocked, m.budgetApplied, buildInfo, m)
+		m.sweepDeleted, m.sweepKept, m.sweepErrors, m.placeholders, m.parallelJobs, m.budgetBlocked, m.budgetApplied, m.credentialOK, buildInfo, m)
 	return m
 }
 
@@ -156,6 +160,16 @@ func (m *Metrics) poolName(k queue.Key) string {
 		return s.name
 	}
 	return ""
+}
+
+// ObserveCredential records whether Azure DevOps accepts an
+// organization's credential.
+func (m *Metrics) ObserveCredential(org string, accepted bool) {
+	v := 0.0
+	if accepted {
+		v = 1
+	}
+	m.credentialOK.WithLabelValues(org).Set(v)
 }
 
 // ObserveBudget records an organization's parallel-job decision

@@ -95,6 +95,13 @@ func (p *Poller) refresh() {
 	p.mu.Lock()
 	p.inFlight, p.attemptErr, p.pending = o.Now(), nil, false
 	p.lastAttempt = p.inFlight
+	// A call may have asked for a refresh after the timer fired and before
+	// this one began: this refresh answers it. demand sends under p.mu and
+	// never while one is in flight, so nothing is lost by dropping it.
+	select {
+	case <-p.wake:
+	default:
+	}
 	p.mu.Unlock()
 	requests, err := p.src.UnfinishedJobRequests(ctx, p.pool.ID)
 	now := o.Now()

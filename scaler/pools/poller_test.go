@@ -255,3 +255,33 @@ func TestDemandRefreshLimits(t *testing.T) {
 	}
 	close(src.hold)
 }
+
+// The background refresh and a call's demand race: the timer fires, and
+// before the refresh it starts has marked itself in flight, a call finds
+// the snapshot older than MinRefresh and asks for a refresh. That refresh
+// is the one about to start: it must not leave the call's wake-up behind,
+// or the loop fetches the pool again the moment it ends (twice within
+// milliseconds, with --refresh-interval equal to --min-refresh-interval).
+func TestBackgroundRefreshAnswersADemandMadeJustBefore(t *testing.T) {
+	src := &countingSource{}
+	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := NewRegistry(ctx, []Source{src}, Options{RefreshInterval: 2 * time.Second, StaleAfter: time.Hour, MinRefresh: 2 * time.Second,
+		DemandWait: time.Second, Now: clk.Now})
+	p := newPoller(r, src, testPool) // not running: the test plays its loop
+	p.refresh()
+	clk.Step(2 * time.Second) // the timer fires; a call comes first
+	if p.demand() == nil {
+		t.Fatal("a snapshot older than MinRefresh asked for no refresh")
+	}
+	p.refresh() // the timer's refresh
+	select {
+	case <-p.wake:
+		t.Fatal("the call's wake-up outlived the refresh that answered it: the loop would fetch the pool again at once")
+	default:
+	}
+	if src.count() != 2 {
+		t.Fatalf("%d fetches, want 2", src.count())
+	}
+}

@@ -8,6 +8,7 @@
 package pools
 
 import (
+	"net/url"
 	"strings"
 	"time"
 
@@ -45,6 +46,18 @@ func NewSnapshot(pool queue.Pool, requests []taskagent.TaskAgentJobRequest, at t
 				j.AddDemand(text)
 			}
 		}
+		if r.Definition != nil && r.Definition.Name != nil {
+			j.Pipeline = *r.Definition.Name
+		}
+		if r.Owner != nil {
+			if r.Owner.Name != nil {
+				j.Run = *r.Owner.Name
+			}
+			j.RunURL = webLink(r.Owner.Links)
+		}
+		if r.JobName != nil {
+			j.JobName = *r.JobName
+		}
 		if r.Data != nil {
 			j.Public = strings.EqualFold((*r.Data)["ParallelismTag"], "Public")
 		}
@@ -58,4 +71,16 @@ func NewSnapshot(pool queue.Pool, requests []taskagent.TaskAgentJobRequest, at t
 		s.Jobs = append(s.Jobs, j)
 	}
 	return s
+}
+
+// webLink is the "web" link of an Azure DevOps _links object (the run's
+// page), "" when there is none or it is not an http(s) URL.
+func webLink(links any) string {
+	m, _ := links.(map[string]any)
+	web, _ := m["web"].(map[string]any)
+	href, _ := web["href"].(string)
+	if u, err := url.Parse(href); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return ""
+	}
+	return href
 }

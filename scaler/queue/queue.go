@@ -46,6 +46,11 @@ type Job struct {
 	// project's job), which has parallel jobs of its own and uses none of
 	// the organization's private ones.
 	Public bool
+	// What a person recognises the job by: its pipeline (the request's
+	// definition), its run (the owner: a build number or release name),
+	// the job's name, and a link to the run ("" when Azure DevOps gave
+	// none).
+	Pipeline, Run, JobName, RunURL string
 }
 
 // AddDemand adds a demand as Azure DevOps wrote it, parsed; a demand that

@@ -35,3 +35,19 @@ func TestBlockedJobsCountForNoTrigger(t *testing.T) {
 		}
 	}
 }
+
+// A job no trigger accepts: the explanation names the demand no template
+// offers, or says that no one template meets them all.
+func TestExplainUnroutableNamesTheMissingDemand(t *testing.T) {
+	plain := capsTrigger(t, "plain", "Agent.OS=Linux")
+	gpu := capsTrigger(t, "gpu", "Agent.OS=Linux,docker,cuda=12.4")
+	win := capsTrigger(t, "win", "Agent.OS=Windows_NT,msbuild")
+	jobs := []queue.Job{waiting("Agent.OS -equals Linux", "fpga"), waiting("Agent.OS -equals Linux", "msbuild")}
+	p := Route(jobs, []Trigger{plain, gpu, win}, Rules{})
+	if a := p.Assignments[0]; a.Reason != Unroutable || !strings.Contains(p.Explain(a), `no trigger accepts ["fpga"] even alone`) {
+		t.Fatalf("fpga job: %s", p.Explain(a))
+	}
+	if a := p.Assignments[1]; a.Reason != Unroutable || !strings.Contains(p.Explain(a), "no trigger meets them all") {
+		t.Fatalf("Linux+msbuild job: %s", p.Explain(a))
+	}
+}

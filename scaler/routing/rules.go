@@ -112,6 +112,10 @@ const (
 	RunningStatic = "running-static-agent"
 )
 
+// Reasons lists every reason a job can have, for documentation checks.
+var Reasons = []string{RoutedWaiting, HeldWaiting, HeldBehindOlder, WaitingForParallelJob, Unroutable, AroundStall, OnStalled, NoRoom,
+	RunningOwn, RunningNotCounted, RunningStatic}
+
 // Assignment is what happens to one job.
 type Assignment struct {
 	Job     *queue.Job
@@ -234,7 +238,15 @@ func Route(jobs []queue.Job, triggers []Trigger, rules Rules) *Plan {
 		r := &p.Assignments[i]
 		*r = Assignment{Job: &jobs[i], Waiting: true}
 		if rules.Blocked[jobs[i].ID] {
-			r.Reason = WaitingForParallelJob
+			// Waiting for a parallel job, unless no trigger could run it
+			// anyway: that is the reason a person must act on.
+			r.Reason = Unroutable
+			for k := range ordered {
+				if t := &ordered[k]; t.accepts(r.Job) {
+					r.Reason = WaitingForParallelJob
+					break
+				}
+			}
 			continue
 		}
 		routeWaiting(r, ordered, rules.Warmup, behind, p.counts)
@@ -352,6 +364,27 @@ func less(a, b *Trigger) bool {
 	return a.ID < b.ID
 }
 
+// unmet lists the job's demands that no exclusive trigger of the plan
+// accepts even as a job's only demand: what a template would need to offer.
+func (p *Plan) unmet(j *queue.Job) []string {
+	var out []string
+	for _, raw := range j.RawDemands {
+		var alone queue.Job
+		alone.AddDemand(raw)
+		met := false
+		for i := range p.Triggers {
+			if t := &p.Triggers[i]; !t.Shared && t.accepts(&alone) {
+				met = true
+				break
+			}
+		}
+		if !met {
+			out = append(out, raw)
+		}
+	}
+	return out
+}
+
 func stallOf(ts []Trigger, id string) string {
 	for i := range ts {
 		if ts[i].ID == id {
@@ -387,6 +420,11 @@ func (p *Plan) Explain(r Assignment) string {
 			"and Azure DevOps gives a free agent the oldest job it can run", name(r.Owner), r.Behind, name(r.Owner))
 	case Unroutable:
 		s = fmt.Sprintf("waiting; none of the pool's %d trigger(s) accepts its demands %q", len(p.Triggers), r.Job.RawDemands)
+		if missing := p.unmet(r.Job); len(missing) > 0 {
+			s += fmt.Sprintf(": no trigger accepts %q even alone", missing)
+		} else if len(r.Job.RawDemands) > 1 {
+			s += ": each is met by some trigger, but no trigger meets them all"
+		}
 	case NoRoom:
 		s = "waiting; every trigger that accepts it already counts as many jobs as its ScaledJob's maxReplicaCount allows"
 	case AroundStall:

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -78,6 +79,26 @@ type Router struct {
 	first   time.Time // the first call this process answered
 	tables  map[queue.Key]*Table
 	changed chan struct{} // closed and replaced when a pool's triggers change
+	// generation counts the changes of any pool's set of triggers.
+	generation atomic.Uint64
+}
+
+// SetBudget sets Options.Budget, which needs the router itself (for
+// Runnable): call it before the router is used.
+func (r *Router) SetBudget(b Budget) { r.o.Budget = b }
+
+// Generation changes whenever any pool's set of triggers does.
+func (r *Router) Generation() uint64 { return r.generation.Load() }
+
+// Runnable reports whether a trigger of the job's pool accepts the job:
+// whether a pod the scaler starts could run it.
+func (r *Router) Runnable(k queue.Key, j *queue.Job) bool {
+	for _, t := range r.Table(k).Triggers() {
+		if t.accepts(j) {
+			return true
+		}
+	}
+	return false
 }
 
 // NewRouter makes a router.
@@ -142,6 +163,7 @@ func (r *Router) Changed() <-chan struct{} {
 }
 
 func (r *Router) notify() {
+	r.generation.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	close(r.changed)

@@ -8,9 +8,11 @@ package status
 
 import (
 	_ "embed"
+	"encoding/json"
 	"html/template"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,44 +36,119 @@ type Source struct {
 	Now    func() time.Time
 }
 
-// Page is the template's model.
+func (src Source) withDefaults() Source {
+	if src.Now == nil {
+		src.Now = time.Now
+	}
+	if src.Redact == nil {
+		src.Redact = func(s string) string { return s }
+	}
+	return src
+}
+
+// Page is the template's model, and the JSON of /api/v1/jobs.
 type Page struct {
-	Version, Revision string
-	Generated         string
-	Organizations     []string
-	Sweeper           string
-	Pools             []PoolView
-	Sweeps            []SweepView
+	Version       string      `json:"version"`
+	Revision      string      `json:"revision"`
+	Generated     string      `json:"generated"`
+	Organizations []string    `json:"organizations"`
+	Filter        Filter      `json:"filter"`
+	Sweeper       string      `json:"-"`
+	Pools         []PoolView  `json:"pools"`
+	Sweeps        []SweepView `json:"-"`
+}
+
+// Filter narrows the page to what one team needs (query parameters of the
+// same names); empty fields match everything.
+type Filter struct {
+	// Namespace: only pools one of whose triggers (ScaledJobs) is in it.
+	Namespace string `json:"namespace,omitempty"`
+	// Organization and Pool (a name or an id): only that pool.
+	Organization string `json:"organization,omitempty"`
+	Pool         string `json:"pool,omitempty"`
+	// Run: only jobs whose pipeline, run or job name contains it (any
+	// case), or whose request id it is.
+	Run string `json:"run,omitempty"`
+}
+
+// FilterOf reads a filter from a request's query.
+func FilterOf(r *http.Request) Filter {
+	q := r.URL.Query()
+	return Filter{Namespace: q.Get("namespace"), Organization: q.Get("organization"), Pool: q.Get("pool"), Run: q.Get("run")}
+}
+
+func (f Filter) pool(v PoolView) bool {
+	if f.Organization != "" && !strings.EqualFold(f.Organization, v.Organization) {
+		return false
+	}
+	if f.Pool != "" && !strings.EqualFold(f.Pool, v.Name) && f.Pool != strconv.Itoa(v.ID) {
+		return false
+	}
+	if f.Namespace == "" {
+		return true
+	}
+	for _, t := range v.Triggers {
+		if t.Namespace == f.Namespace {
+			return true
+		}
+	}
+	return false
+}
+
+func (f Filter) job(j JobView) bool {
+	if f.Run == "" {
+		return true
+	}
+	run := strings.ToLower(f.Run)
+	for _, s := range []string{j.Pipeline, j.Run, j.Job} {
+		if strings.Contains(strings.ToLower(s), run) {
+			return true
+		}
+	}
+	return f.Run == strconv.FormatUint(j.ID, 10)
 }
 
 // PoolView is one pool in use.
 type PoolView struct {
-	Organization, Name string
-	ID                 int
-	Age                string // of the snapshot
-	Problem            string // why refreshes fail
-	Waiting, Running   int
-	Triggers           []TriggerView
-	Jobs               []JobView
-	Unroutable         []JobView
+	Organization string        `json:"organization"`
+	Name         string        `json:"pool"`
+	ID           int           `json:"poolId"`
+	Age          string        `json:"dataAge"`           // of the snapshot
+	Problem      string        `json:"problem,omitempty"` // why refreshes fail
+	Waiting      int           `json:"waiting"`
+	Running      int           `json:"running"`
+	Triggers     []TriggerView `json:"triggers"`
+	Jobs         []JobView     `json:"jobs"`
+	Unroutable   []JobView     `json:"-"`
 }
 
 // TriggerView is one trigger of a pool.
 type TriggerView struct {
-	Label, Filter, Routing string
-	Priority               int64
-	Count                  int
-	Stalled                string // why its pods cannot start (--read-cluster); "" when they can
+	Label     string `json:"scaledJob"`
+	Namespace string `json:"namespace"`
+	Filter    string `json:"filter"`
+	Routing   string `json:"routing"`
+	Priority  int64  `json:"priority"`
+	Count     int    `json:"count"`
+	Stalled   string `json:"stalled,omitempty"` // why its pods cannot start (--read-cluster); "" when they can
 }
 
 // JobView is one unfinished job.
 type JobView struct {
-	ID        uint64
-	State     string
-	For       string // waiting or running for
-	Demands   string
-	CountedBy string
-	Why       string
+	ID       uint64 `json:"requestId"`
+	Pipeline string `json:"pipeline,omitempty"`
+	Run      string `json:"run,omitempty"`
+	Job      string `json:"job,omitempty"`
+	URL      string `json:"url,omitempty"`
+	State    string `json:"state"`
+	For      string `json:"for,omitempty"` // waiting or running for
+	Demands  string `json:"demands"`
+	// CountedBy names the ScaledJobs that count the job ("nobody").
+	CountedBy string `json:"countedBy"`
+	// Reason is the routing's reason code (routing's constants); Why says
+	// it in words.
+	Reason string `json:"reason"`
+	Why    string `json:"why"`
 }
 
 // SweepView is one pool's last sweep.
@@ -98,36 +175,63 @@ var page = template.Must(template.New("status").Funcs(template.FuncMap{
 
 // Handler serves the page.
 func Handler(src Source) http.Handler {
-	if src.Now == nil {
-		src.Now = time.Now
-	}
-	if src.Redact == nil {
-		src.Redact = func(s string) string { return s }
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	src = src.withDefaults()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		// The page is for people; it must not be framed or run scripts.
 		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-		if err := page.Execute(w, Build(src)); err != nil {
+		if err := page.Execute(w, Build(src, FilterOf(r))); err != nil {
 			http.Error(w, "rendering the status page failed", http.StatusInternalServerError)
 		}
 	})
 }
 
-// Build assembles the page from the scaler's memory.
-func Build(src Source) Page {
+// JSONHandler serves the same, as JSON (/api/v1/jobs): what
+// `azdo-keda-scaler explain` prints.
+func JSONHandler(src Source) http.Handler {
+	src = src.withDefaults()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(Build(src, FilterOf(r)))
+	})
+}
+
+// Build assembles the page from the scaler's memory, filtered.
+func Build(src Source, f Filter) Page {
 	now := src.Now()
 	p := Page{Version: src.Version, Revision: src.Revision, Generated: now.UTC().Format(time.RFC3339),
-		Organizations: src.Organizations, Sweeper: "sweeper state unknown"}
+		Organizations: src.Organizations, Sweeper: "sweeper state unknown", Filter: f, Pools: []PoolView{}}
 	if src.Sweeper != nil {
 		p.Sweeper = src.Sweeper()
 	}
 	for _, st := range src.Registry.Statuses() {
-		p.Pools = append(p.Pools, poolView(src, st, now))
+		v := poolView(src, st, now)
+		if !f.pool(v) {
+			continue
+		}
+		jobs := v.Jobs[:0:0]
+		for _, j := range v.Jobs {
+			if f.job(j) {
+				jobs = append(jobs, j)
+			}
+		}
+		v.Jobs = jobs
+		p.Pools = append(p.Pools, v)
 	}
+	shown := map[string]bool{}
+	for _, v := range p.Pools {
+		shown[v.Organization+"/"+v.Name] = true
+	}
+	filtered := f != Filter{}
 	if src.Journal != nil {
 		for _, s := range src.Journal.LastSweeps() {
+			if filtered && !shown[s.Pool.Org+"/"+s.Pool.Name] {
+				continue // a team's view: the sweeps of its pools only
+			}
 			v := SweepView{Organization: s.Pool.Org, Pool: s.Pool.Name, At: s.At.UTC().Format(time.RFC3339), DryRun: s.DryRun,
 				Error: src.Redact(s.Error), Truncated: s.Truncated}
 			for _, e := range s.Entries {
@@ -163,12 +267,13 @@ func poolView(src Source, st pools.Status, now time.Time) PoolView {
 		if filter == "" {
 			filter = "(every job)"
 		}
-		v.Triggers = append(v.Triggers, TriggerView{Label: t.Label(), Filter: filter, Routing: mode, Priority: t.Priority, Count: plan.Count(t.ID),
-			Stalled: src.Redact(t.Stalled)})
+		v.Triggers = append(v.Triggers, TriggerView{Label: t.Label(), Namespace: t.Namespace, Filter: filter, Routing: mode, Priority: t.Priority,
+			Count: plan.Count(t.ID), Stalled: src.Redact(t.Stalled)})
 	}
 	for _, a := range plan.Assignments {
 		j := a.Job
-		jv := JobView{ID: j.ID, Demands: strings.Join(j.RawDemands, ", "), Why: plan.Explain(a)}
+		jv := JobView{ID: j.ID, Pipeline: j.Pipeline, Run: j.Run, Job: j.JobName, URL: j.RunURL, Demands: strings.Join(j.RawDemands, ", "),
+			Reason: a.Reason, Why: plan.Explain(a)}
 		if a.Waiting {
 			v.Waiting++
 			jv.State = "waiting"

@@ -632,6 +632,12 @@ func TestAgentPoolChart(t *testing.T) {
 			if notes == "" {
 				t.Error("no NOTES.txt")
 			}
+			// A team finds why its job waits: the explain command of the
+			// scaler the pool's scalerAddress names, for its own namespace.
+			if host := strings.Split(strings.Split(sj.Spec.Triggers[0].Metadata["scalerAddress"], ":")[0], "."); len(host) > 1 &&
+				!strings.Contains(notes, fmt.Sprintf("kubectl -n %s exec deploy/%s -- /azdo-keda-scaler explain --namespace %s", host[1], host[0], sj.Namespace)) {
+				t.Errorf("NOTES.txt must say how to ask the scaler why a job waits:\n%s", notes)
+			}
 			tc.check(t, pod, objs)
 		})
 	}

@@ -65,7 +65,8 @@ func TestStatusPageInChromium(t *testing.T) {
 	for {
 		page = fetch(url)
 		if strings.Contains(page, "demo / linux") && strings.Contains(page, "demo / windows") &&
-			strings.Contains(page, "demo / gpu") && strings.Contains(page, "last sweep") {
+			strings.Contains(page, "demo / gpu") && strings.Contains(page, "last sweep") &&
+			(strings.Contains(page, "web-ci 2026") || strings.Contains(page, "api-ci 2026")) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -91,13 +92,21 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatalf("chromium --dump-dom: %v", err)
 	}
 	for _, want := range []string{"<h1>azdo-keda-scaler</h1>", "Pools in use", "demo / linux", "demo/linux-docker",
-		"capabilities=Agent.OS=Linux,docker", "job request", "counted by", "Sweeper", "This replica sweeps every 5s", "last sweep"} {
+		"capabilities=Agent.OS=Linux,docker", "counted by", "Sweeper", "This replica sweeps every 5s", "last sweep",
+		`name="namespace"`, "/api/v1/jobs", "_build/results?buildId="} {
 		if !strings.Contains(string(dom), want) {
 			t.Errorf("Chromium's DOM lacks %q", want)
 		}
 	}
 	if strings.Contains(string(dom), "<script") {
 		t.Error("the status page must run no script")
+	}
+	// One team's view: its namespace's pools only.
+	if p := fetch(url + "?namespace=demo"); !strings.Contains(p, "by namespace demo") || !strings.Contains(p, "demo / linux") {
+		t.Error("?namespace=demo does not show the demo's pools")
+	}
+	if p := fetch(url + "?namespace=team-z"); strings.Contains(p, "demo / linux") || !strings.Contains(p, "matches the filter") {
+		t.Error("?namespace=team-z shows pools no ScaledJob of team-z uses")
 	}
 
 	shot := filepath.Join(t.TempDir(), "status-page.png")
