@@ -77,11 +77,11 @@ type Options struct {
 	// Wait is how long a decision waits for a reading it needs
 	// (--refresh-wait); meanwhile every waiting private job waits.
 	Wait time.Duration
-	// Runnable reports whether a pod the scaler starts could run a job of
-	// a pool (a trigger of the pool accepts it); a job none could run takes
-	// no parallel job from one that could (routing says why it waits).
-	// Generation changes when its answers may. Default: every job.
-	Runnable   func(k queue.Key, j *queue.Job) bool
+	// Runnable returns, for a pool, whether a pod the scaler starts could
+	// run a job of it (a trigger of the pool accepts it); a job none could
+	// run takes no parallel job from one that could (routing says why it
+	// waits). Generation changes when its answers may. Default: every job.
+	Runnable   func(k queue.Key) func(j *queue.Job) bool
 	Generation func() uint64
 	Observer   Observer
 	Logger     logrus.FieldLogger
@@ -130,7 +130,7 @@ func NewKeeper(settings map[string]Setting, sources map[string]UsageSource, snap
 		o.Now = time.Now
 	}
 	if o.Runnable == nil {
-		o.Runnable = func(queue.Key, *queue.Job) bool { return true }
+		o.Runnable = func(queue.Key) func(*queue.Job) bool { return func(*queue.Job) bool { return true } }
 	}
 	if o.Generation == nil {
 		o.Generation = func() uint64 { return 0 }
@@ -148,6 +148,13 @@ func NewKeeper(settings map[string]Setting, sources map[string]UsageSource, snap
 func (k *Keeper) Run(ctx context.Context) {
 	t := time.NewTicker(k.o.Interval)
 	defer t.Stop()
+	// A first reading of every organization now: the first calls after a
+	// start then find one and wait for none.
+	for _, g := range k.orgs {
+		g.mu.Lock()
+		g.wanted = true
+		g.mu.Unlock()
+	}
 	for {
 		k.ReadAll(ctx)
 		select {
@@ -287,8 +294,9 @@ func (k *Keeper) Blocked(orgName string) (blocked map[uint64]bool, why string, v
 	}
 	var jobs []queue.Job
 	for _, s := range snaps {
+		runnable := k.o.Runnable(s.Pool.Key)
 		for i := range s.Jobs {
-			if j := &s.Jobs[i]; !j.Waiting() || k.o.Runnable(s.Pool.Key, j) {
+			if j := &s.Jobs[i]; !j.Waiting() || runnable(j) {
 				jobs = append(jobs, *j)
 			}
 		}

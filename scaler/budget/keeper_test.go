@@ -178,14 +178,14 @@ func TestJobsNobodyCanRunTakeNoParallelJob(t *testing.T) {
 	snaps := []*queue.Snapshot{{Pool: queue.Pool{Key: queue.Key{Org: "contoso", ID: 1}},
 		Jobs: []queue.Job{waitingJob(1, 0), waitingJob(2, time.Second), waitingJob(3, 2*time.Second)}}}
 	gen := uint64(1)
-	runnable := func(_ queue.Key, j *queue.Job) bool { return j.ID != 1 } // job 1: nobody's
+	runnable := func(j *queue.Job) bool { return j.ID != 1 } // job 1: nobody's
 	k := NewKeeper(map[string]Setting{"contoso": {Fixed: 1}}, nil, func(string) []*queue.Snapshot { return snaps },
-		Options{Runnable: func(key queue.Key, j *queue.Job) bool { return runnable(key, j) }, Generation: func() uint64 { return gen }})
+		Options{Runnable: func(queue.Key) func(*queue.Job) bool { return runnable }, Generation: func() uint64 { return gen }})
 	if b, _, _ := k.Blocked("contoso"); b[1] || b[2] || !b[3] {
 		t.Fatalf("blocked %v; want job 3 only: job 2 takes the one parallel job, job 1 none", b)
 	}
 	// A trigger that accepts job 1 arrives: it is the oldest again.
-	runnable = func(queue.Key, *queue.Job) bool { return true }
+	runnable = func(*queue.Job) bool { return true }
 	gen++
 	if b, _, _ := k.Blocked("contoso"); b[1] || !b[2] || !b[3] {
 		t.Fatalf("after the triggers changed: blocked %v; want 2 and 3", b)

@@ -90,15 +90,19 @@ func (r *Router) SetBudget(b Budget) { r.o.Budget = b }
 // Generation changes whenever any pool's set of triggers does.
 func (r *Router) Generation() uint64 { return r.generation.Load() }
 
-// Runnable reports whether a trigger of the job's pool accepts the job:
-// whether a pod the scaler starts could run it.
-func (r *Router) Runnable(k queue.Key, j *queue.Job) bool {
-	for _, t := range r.Table(k).Triggers() {
-		if t.accepts(j) {
-			return true
+// Runnable returns, for a pool, whether a trigger of the pool accepts a
+// job: whether a pod the scaler starts could run it. It reads the pool's
+// triggers once.
+func (r *Router) Runnable(k queue.Key) func(j *queue.Job) bool {
+	triggers := r.Table(k).Triggers()
+	return func(j *queue.Job) bool {
+		for i := range triggers {
+			if triggers[i].accepts(j) {
+				return true
+			}
 		}
+		return false
 	}
-	return false
 }
 
 // NewRouter makes a router.
