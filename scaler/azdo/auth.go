@@ -8,9 +8,6 @@ import (
 	"github.com/microsoft/azure-devops-go-api/azuredevops/v7/taskagent"
 )
 
-// opToken names a failure to get an access token from Microsoft Entra ID.
-const opToken = "get an access token"
-
 // authorization is the Authorization header of the next call: a PAT's
 // changes when its Secret is rotated, an access token's when the token
 // source refreshes it before it expires.
@@ -18,7 +15,7 @@ func (c *Client) authorization(ctx context.Context) (string, error) {
 	if c.token != nil {
 		tok, err := c.token.Token(ctx)
 		if err != nil {
-			return "", &Error{Op: opToken, Err: err, Retryable: true, Detail: sanitize(c.secrets, err.Error())}
+			return "", &Error{Op: "get an access token", Err: err, Retryable: true, Detail: sanitize(c.secrets, err.Error())}
 		}
 		c.secrets.AddRotating("access token of "+c.name, tok)
 		return "Bearer " + tok, nil

@@ -23,7 +23,8 @@ var (
 	// has (an agent of that name is already registered).
 	ErrConflict = errors.New("conflict")
 	// ErrRefused: Azure DevOps refused the credential (401, 403, or its
-	// sign-in page), or no token could be had for it.
+	// sign-in page), or Entra ID refused to give a token for it (the token
+	// source wraps this error).
 	ErrRefused = errors.New("credential refused")
 )
 
@@ -62,9 +63,9 @@ func (e *Error) Is(target error) bool {
 		return e.Status == http.StatusNotFound
 	case ErrConflict:
 		return e.Status == http.StatusConflict
-	case ErrRefused:
+	case ErrRefused: // or an Entra ID refusal the token source wraps (Unwrap)
 		return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden ||
-			e.Status == http.StatusNonAuthoritativeInfo || e.Op == opToken
+			e.Status == http.StatusNonAuthoritativeInfo
 	}
 	return false
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 )
 
@@ -204,7 +205,15 @@ func (s *Source) Token(ctx context.Context) (string, error) {
 	s.mu.Unlock()
 	tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{Scope}})
 	if err != nil {
-		return "", errors.New(firstLines(s.o.Secrets.Redact(err.Error())))
+		msg := errors.New(firstLines(s.o.Secrets.Redact(err.Error())))
+		// Entra ID answered and refused (a 4xx: wrong secret, unknown
+		// client, no such tenant): a verdict on the credential, which makes
+		// the scaler unready; anything else (no answer) is an outage.
+		var refused *azidentity.AuthenticationFailedError
+		if errors.As(err, &refused) && refused.RawResponse != nil && refused.RawResponse.StatusCode >= 400 && refused.RawResponse.StatusCode < 500 {
+			return "", fmt.Errorf("%w: %w", azdo.ErrRefused, msg)
+		}
+		return "", msg
 	}
 	return tok.Token, nil
 }

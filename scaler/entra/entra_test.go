@@ -21,6 +21,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeentra"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/azdo"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
 )
 
@@ -117,6 +118,9 @@ func TestRefusedThenRotatedSecret(t *testing.T) {
 	_, err = s.Token(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "AADSTS7000215") || strings.Contains(err.Error(), secret) {
 		t.Fatalf("want Entra ID's cause without the secret, got %v", err)
+	}
+	if !errors.Is(err, azdo.ErrRefused) {
+		t.Fatalf("Entra ID refused the secret: the error must say the credential is refused (readiness), got %v", err)
 	}
 	t.Logf("a user reads: %v", err)
 	if err := os.WriteFile(file, []byte("the-new-secret"), 0o600); err != nil {
@@ -216,5 +220,21 @@ func TestAuthorityHostFromTheEnvironment(t *testing.T) {
 	tok, err := s.Token(context.Background())
 	if err != nil || tok == "" || len(tr.foreign) != 0 {
 		t.Fatalf("Token = %q, %v; requests elsewhere than AZURE_AUTHORITY_HOST: %v", tok, err, tr.foreign)
+	}
+}
+
+// Entra ID not answering (no verdict on the credential) is an outage, not
+// a refusal: the scaler stays ready.
+func TestEntraOutageIsNotARefusal(t *testing.T) {
+	fe := &fakeentra.Server{ClientID: clientID, ClientSecret: secret, ExpiresIn: 3600}
+	srv := startEntra(t, fe)
+	srv.Close() // no answer at all
+	s, err := New(Options{Auth: ServicePrincipal, TenantID: tenant, ClientID: clientID, ClientSecretFile: writeFile(t, secret),
+		AuthorityHost: srv.URL, Transport: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Token(context.Background()); err == nil || errors.Is(err, azdo.ErrRefused) {
+		t.Fatalf("Entra ID not answering: got %v; want an error that is not a refusal", err)
 	}
 }
