@@ -258,22 +258,47 @@ func (e *env) overlap(ctx context.Context) ([]overlapRow, error) {
 			}
 			probes = append(probes, p)
 		}
+		// KEDA's default strategy, poll after poll: each ScaledJob gets
+		// count - its unfinished Jobs new pods; each new pod's agent comes
+		// online and Azure DevOps (the fake) hands it the oldest job it can
+		// run. Until no ScaledJob asks for more: the pods started until
+		// every job has one (a pod that got no job stays, as it would until
+		// its idle timeout).
+		org := e.org("bi-" + w)
 		if cfg.side == "ours" {
-			time.Sleep(*tick)
+			org = e.org(oursDefault.prefix + w)
 		}
-		out := make([]int, len(probes))
-		for i, p := range probes {
-			v, err := p.value(ctx)
-			if err != nil {
-				return nil, err
+		pods := make([]int, len(probes))
+		for round := 0; round < 8; round++ {
+			if cfg.side == "ours" {
+				time.Sleep(*tick) // our refresh, at KEDA's next poll
 			}
-			out[i] = v
+			started := 0
+			for i, p := range probes {
+				v, err := p.value(ctx)
+				if err != nil {
+					return nil, err
+				}
+				for ; pods[i] < v; pods[i]++ {
+					org.AddAgent(pool, fakeazdo.Agent{Name: fmt.Sprintf("%s-%d-%05d-%05d", w, index+i, round, pods[i]), Online: true,
+						Capabilities: overlapTemplates[i].agentCaps})
+					started++
+				}
+			}
+			org.Dispatch(pool)
+			if started == 0 {
+				break
+			}
 		}
-		return out, nil
+		return pods, nil
 	}
 	var rows []overlapRow
 	for c, cfg := range overlapConfigs {
-		per, err := counts(cfg, pools[0], 3000+100*c)
+		pool := pools[0]
+		if c > 0 {
+			pool = e.addPools(w, 1, fill(all))[0] // each configuration plays its pods on a pool of its own
+		}
+		per, err := counts(cfg, pool, 3000+100*c)
 		if err != nil {
 			return nil, err
 		}

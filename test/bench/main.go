@@ -44,7 +44,7 @@ var (
 	outDir = flag.String("out", "../../docs", "where benchmarks.md and the PNGs go")
 	bin    = flag.String("scaler-bin", "../../bin/azdo-keda-scaler", "scaler binary, for the resident-memory measurement")
 	seed   = flag.Uint64("seed", 1, "seed of the polling phases and job arrival times")
-	only   = flag.String("only", "", "run one section and print it instead of writing the report (budget)")
+	only   = flag.String("only", "", "run one section and print it instead of writing the report (budget, overlap)")
 )
 
 // toReal turns a simulated duration into real time; toSim does the reverse.
@@ -155,11 +155,19 @@ func run() error {
 
 	rep := &report{}
 	var err error
-	if *only == "budget" {
+	printf := func(format string, a ...any) { fmt.Printf(format, a...) }
+	switch *only {
+	case "budget":
 		if rep.budget, err = e.budget(ctx); err != nil {
 			return err
 		}
-		rep.writeBudget(func(format string, a ...any) { fmt.Printf(format, a...) })
+		rep.writeBudget(printf)
+		return nil
+	case "overlap":
+		if rep.overlap, err = e.overlap(ctx); err != nil {
+			return err
+		}
+		rep.writeOverlap(printf)
 		return nil
 	}
 	for _, s := range loadSizes {

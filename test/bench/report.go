@@ -295,8 +295,11 @@ func (r *report) writeOverlap(w func(string, ...any)) {
 	for _, k := range overlapKinds {
 		parts = append(parts, fmt.Sprintf("%d %s (`%s`)", k.n, k.name, strings.Join(k.demands, "`, `")))
 	}
-	w("%s. Each job needs one pod. With KEDA's default\n", strings.Join(parts, ", "))
-	w("strategy the pods started are the sum of the three counts (no Job runs yet).\n\n")
+	w("%s. Each job needs one pod. KEDA's default\n", strings.Join(parts, ", "))
+	w("strategy is played poll after poll, on a pool of its own per configuration: each ScaledJob gets its count less its\n")
+	w("unfinished Jobs as new pods, each new pod's agent comes online and Azure DevOps (the fake) hands it the oldest job it\n")
+	w("can run, until no ScaledJob asks for more. \"Pods requested\" is the pods started until then. Ours holds the docker\n")
+	w("and gpu jobs until the older plain jobs have agents (`--hold-behind-older`), so its pods come in waves.\n\n")
 	w("| scaler | settings of each ScaledJob | plain | docker | gpu | pods requested | pods per queued job | jobs no ScaledJob counts |\n")
 	w("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, o := range r.overlap {
