@@ -137,6 +137,9 @@ func NewKeeper(settings map[string]Setting, sources map[string]UsageSource, snap
 	}
 	k := &Keeper{o: o, snap: snaps, orgs: map[string]*org{}, wake: make(chan struct{}, 1)}
 	for name, s := range settings {
+		if s.Off {
+			o.Observer.ObserveBudget(name, s, Usage{}, Decision{Off: "the budget is off for this organization"})
+		}
 		k.orgs[name] = &org{name: name, setting: s, src: sources[name], done: make(chan struct{}),
 			log: o.Logger.WithFields(logrus.Fields{"component": "budget", "organization": name})}
 	}
@@ -257,8 +260,8 @@ func waitingPrivate(jobs []queue.Job) map[uint64]bool {
 // With the budget off, unread or failing it blocks nothing (fail open).
 func (k *Keeper) Blocked(orgName string) (blocked map[uint64]bool, why string, version uint64) {
 	g := k.orgs[orgName]
-	if g == nil {
-		return nil, "", 0
+	if g == nil || g.setting.Off {
+		return nil, "", 0 // nothing to decide: no work on KEDA's call path
 	}
 	snaps := k.snap(orgName)
 	k.awaitReading(g)
@@ -268,8 +271,6 @@ func (k *Keeper) Blocked(orgName string) (blocked map[uint64]bool, why string, v
 	var off string
 	pending := false
 	switch {
-	case g.setting.Off:
-		off = "the budget is off for this organization"
 	case g.setting.Fixed > 0:
 	case g.readErr != nil:
 		off = "reading the parallel jobs failed: " + g.readErr.Error()
@@ -288,8 +289,21 @@ func (k *Keeper) Blocked(orgName string) (blocked map[uint64]bool, why string, v
 	default:
 		u = g.usage
 	}
+	if off != "" {
+		// Fail open: nothing blocked, whatever the jobs; say so once.
+		if off != g.offLog {
+			g.log.WithField("reason", off).Warn("not applying the organization's parallel jobs: waiting jobs count as if there were no limit")
+			g.offLog = off
+			if len(g.decision.Blocked) > 0 || g.why != "" {
+				g.version++
+			}
+			g.decision, g.why, g.inputs = Decision{Off: off}, "", nil
+			k.o.Observer.ObserveBudget(orgName, g.setting, u, g.decision)
+		}
+		return nil, "", g.version
+	}
 	gen := k.o.Generation()
-	if g.cachedLocked(snaps, u.At) && gen == g.inputsGen && off == "" && !pending && g.decision.Off == "" && !g.decision.Pending {
+	if g.cachedLocked(snaps, u.At) && gen == g.inputsGen && !pending && g.decision.Off == "" && !g.decision.Pending {
 		return g.decision.Blocked, reasonOf(g.decision, u), g.version
 	}
 	var jobs []queue.Job
@@ -301,18 +315,17 @@ func (k *Keeper) Blocked(orgName string) (blocked map[uint64]bool, why string, v
 			}
 		}
 	}
-	d := Decision{Off: off}
-	switch {
-	case pending:
+	var d Decision
+	if pending {
 		d = Decision{Blocked: waitingPrivate(jobs), Pending: true}
-	case off == "":
+	} else {
 		d = Admit(jobs, u.Without(Finished(u, snaps)))
 	}
 	if !maps.Equal(d.Blocked, g.decision.Blocked) || reasonOf(d, u) != g.why {
 		g.version++
 	}
 	g.why = reasonOf(d, u)
-	if d.Off != "" && d.Off != g.offLog && !g.setting.Off {
+	if d.Off != "" && d.Off != g.offLog {
 		g.log.WithField("reason", d.Off).Warn("not applying the organization's parallel jobs: waiting jobs count as if there were no limit")
 	}
 	g.offLog = d.Off

@@ -191,3 +191,37 @@ func TestJobsNobodyCanRunTakeNoParallelJob(t *testing.T) {
 		t.Fatalf("after the triggers changed: blocked %v; want 2 and 3", b)
 	}
 }
+
+// With the budget off, a decision costs nothing on KEDA's call path: the
+// organization's snapshots are not even read (it once rebuilt the job list
+// at every call: GetMetrics p99 went from 1.0 to 11 ms in the benchmark).
+func TestOffDoesNoWork(t *testing.T) {
+	reads := 0
+	k := NewKeeper(map[string]Setting{"contoso": {Off: true}}, nil, func(string) []*queue.Snapshot { reads++; return nil }, Options{})
+	for range 3 {
+		if b, _, _ := k.Blocked("contoso"); len(b) != 0 {
+			t.Fatalf("blocked %v with the budget off", b)
+		}
+	}
+	if reads != 0 {
+		t.Fatalf("the snapshots were read %d times for an organization whose budget is off", reads)
+	}
+}
+
+// BenchmarkBlocked is a decision on KEDA's call path once made (cached):
+// go test -run '^$' -bench Blocked ./scaler/budget
+func BenchmarkBlocked(b *testing.B) {
+	var snaps []*queue.Snapshot
+	for p := range 20 {
+		s := &queue.Snapshot{Pool: queue.Pool{Key: queue.Key{Org: "contoso", ID: p + 1}}}
+		for j := range 10 {
+			s.Jobs = append(s.Jobs, waitingJob(uint64(p*10+j+1), time.Duration(j)*time.Second))
+		}
+		snaps = append(snaps, s)
+	}
+	k := NewKeeper(map[string]Setting{"contoso": {Fixed: 5}}, nil, func(string) []*queue.Snapshot { return snaps }, Options{})
+	b.ReportAllocs()
+	for b.Loop() {
+		k.Blocked("contoso")
+	}
+}

@@ -44,7 +44,7 @@ var (
 	outDir = flag.String("out", "../../docs", "where benchmarks.md and the PNGs go")
 	bin    = flag.String("scaler-bin", "../../bin/azdo-keda-scaler", "scaler binary, for the resident-memory measurement")
 	seed   = flag.Uint64("seed", 1, "seed of the polling phases and job arrival times")
-	only   = flag.String("only", "", "run one section and print it instead of writing the report (budget, overlap)")
+	only   = flag.String("only", "", "run one section and print it instead of writing the report (budget, overlap, p99)")
 )
 
 // toReal turns a simulated duration into real time; toSim does the reverse.
@@ -168,6 +168,13 @@ func run() error {
 			return err
 		}
 		rep.writeOverlap(printf)
+		return nil
+	case "p99":
+		r, err := e.p99(ctx)
+		if err != nil {
+			return err
+		}
+		printf("GetMetrics, 1,000 triggers on 20 pools, %d calls: p50 %s, p99 %s, max %s\n", r.calls, r.p50, r.p99, r.max)
 		return nil
 	}
 	for _, s := range loadSizes {
