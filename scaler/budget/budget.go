@@ -99,12 +99,7 @@ func Admit(jobs []queue.Job, u Usage) Decision {
 		}
 	}
 	d := Decision{InUse: inUse, Free: max(0, u.Total-inUse), Blocked: map[uint64]bool{}}
-	sort.Slice(waiting, func(a, b int) bool {
-		if !waiting[a].QueuedAt.Equal(waiting[b].QueuedAt) {
-			return waiting[a].QueuedAt.Before(waiting[b].QueuedAt)
-		}
-		return waiting[a].ID < waiting[b].ID
-	})
+	sort.Slice(waiting, func(a, b int) bool { return waiting[a].Older(waiting[b]) })
 	for i, j := range waiting {
 		if i < d.Free {
 			d.Admitted++

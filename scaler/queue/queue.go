@@ -65,6 +65,16 @@ func (j *Job) AddDemand(text string) {
 	j.Demands = append(j.Demands, parsed)
 }
 
+// Older reports whether j comes before o in Azure DevOps' queue order: by
+// queue time, then request id. A free agent gets the oldest job it can
+// run, and parallel jobs are handed out in that order too.
+func (j *Job) Older(o *Job) bool {
+	if !j.QueuedAt.Equal(o.QueuedAt) {
+		return j.QueuedAt.Before(o.QueuedAt)
+	}
+	return j.ID < o.ID
+}
+
 // Waiting reports whether the job still waits for an agent: none is
 // assigned and none received it.
 func (j *Job) Waiting() bool { return j.Agent == "" && !j.Received }

@@ -1,6 +1,9 @@
 package queue
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestJobDemandsAndState(t *testing.T) {
 	var j Job
@@ -29,5 +32,14 @@ func TestKeyIdentifiesAPool(t *testing.T) {
 	}
 	if (Key{Org: "fabrikam", ID: 7}) == a.Key {
 		t.Fatal("the same id in another organization is another pool")
+	}
+}
+
+// Queue order: queue time first, then request id for jobs queued together.
+func TestOlder(t *testing.T) {
+	at := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	a, b, c := &Job{ID: 9, QueuedAt: at}, &Job{ID: 3, QueuedAt: at.Add(time.Second)}, &Job{ID: 10, QueuedAt: at}
+	if !a.Older(b) || b.Older(a) || !a.Older(c) || c.Older(a) || a.Older(a) {
+		t.Fatal("Older: want queue time, then request id, strictly")
 	}
 }

@@ -25,7 +25,7 @@ func queuedAt(id uint64, at time.Duration, ds ...string) queue.Job {
 func freeAgentTakes(jobs []queue.Job, tr *Trigger, agent string) int {
 	best := -1
 	for i := range jobs {
-		if jobs[i].Waiting() && tr.accepts(&jobs[i]) && (best < 0 || olderFirst(&jobs[i], &jobs[best])) {
+		if jobs[i].Waiting() && tr.accepts(&jobs[i]) && (best < 0 || jobs[i].Older(&jobs[best])) {
 			best = i
 		}
 	}

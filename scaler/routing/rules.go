@@ -229,7 +229,7 @@ func Route(jobs []queue.Job, triggers []Trigger, rules Rules) *Plan {
 		p.Assignments[i] = Assignment{Job: &jobs[i]}
 		routeRunning(&p.Assignments[i], ordered, p.counts)
 	}
-	sort.SliceStable(waiting, func(a, b int) bool { return olderFirst(&jobs[waiting[a]], &jobs[waiting[b]]) })
+	sort.SliceStable(waiting, func(a, b int) bool { return jobs[waiting[a]].Older(&jobs[waiting[b]]) })
 	// behind[t]: the oldest waiting job trigger t accepts that went to
 	// another trigger (rule 3).
 	behind := make(map[string]uint64)
@@ -276,15 +276,6 @@ func Route(jobs []queue.Job, triggers []Trigger, rules Rules) *Plan {
 		p.Assignments[i] = r
 	}
 	return p
-}
-
-// olderFirst orders waiting jobs by queue time, then request id (Azure
-// DevOps hands a free agent the oldest job it can run).
-func olderFirst(a, b *queue.Job) bool {
-	if !a.QueuedAt.Equal(b.QueuedAt) {
-		return a.QueuedAt.Before(b.QueuedAt)
-	}
-	return a.ID < b.ID
 }
 
 func routeWaiting(r *Assignment, ordered []Trigger, warmup bool, behind map[string]uint64, counts map[string]int) {

@@ -307,7 +307,7 @@ func TestRoomProperties(t *testing.T) {
 					t.Fatalf("round %d: job %d waits for room, but %s accepts it and counts %d of %d", round, a.Job.ID, tr.ID, p.Count(tr.ID), tr.Room)
 				}
 				for _, b := range p.Assignments {
-					if b.Waiting && b.Owner == tr.ID && b.Reason == RoutedWaiting && olderFirst(a.Job, b.Job) {
+					if b.Waiting && b.Owner == tr.ID && b.Reason == RoutedWaiting && a.Job.Older(b.Job) {
 						t.Fatalf("round %d: %s counts job %d (queued %s) while older job %d (queued %s) waits for room",
 							round, tr.ID, b.Job.ID, b.Job.QueuedAt, a.Job.ID, a.Job.QueuedAt)
 					}
