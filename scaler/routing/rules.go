@@ -67,6 +67,17 @@ func (t *Trigger) full(counts map[string]int) bool {
 
 func (t *Trigger) accepts(j *queue.Job) bool { return t.Accepts == nil || t.Accepts(j) }
 
+// anyAccepts reports whether one of the triggers, shared ones included,
+// accepts the job: whether some pod could run it.
+func anyAccepts(ts []Trigger, j *queue.Job) bool {
+	for i := range ts {
+		if ts[i].accepts(j) {
+			return true
+		}
+	}
+	return false
+}
+
 // Label is how reasons and logs name the trigger.
 func (t *Trigger) Label() string { return t.Namespace + "/" + t.Name }
 
@@ -241,11 +252,8 @@ func Route(jobs []queue.Job, triggers []Trigger, rules Rules) *Plan {
 			// Waiting for a parallel job, unless no trigger could run it
 			// anyway: that is the reason a person must act on.
 			r.Reason = Unroutable
-			for k := range ordered {
-				if t := &ordered[k]; t.accepts(r.Job) {
-					r.Reason = WaitingForParallelJob
-					break
-				}
+			if anyAccepts(ordered, r.Job) {
+				r.Reason = WaitingForParallelJob
 			}
 			continue
 		}

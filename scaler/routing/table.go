@@ -95,14 +95,7 @@ func (r *Router) Generation() uint64 { return r.generation.Load() }
 // triggers once.
 func (r *Router) Runnable(k queue.Key) func(j *queue.Job) bool {
 	triggers := r.Table(k).Triggers()
-	return func(j *queue.Job) bool {
-		for i := range triggers {
-			if triggers[i].accepts(j) {
-				return true
-			}
-		}
-		return false
-	}
+	return func(j *queue.Job) bool { return anyAccepts(triggers, j) }
 }
 
 // NewRouter makes a router.
