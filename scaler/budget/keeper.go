@@ -221,11 +221,11 @@ func (k *Keeper) needsReadingLocked(g *org) bool {
 }
 
 // awaitReading asks for a reading an organization needs and waits for it,
-// at most Options.Wait (--refresh-wait), as a call waits for its pool's
-// refresh.
+// at most Options.Wait (--refresh-wait; 0: no wait), as a call waits for
+// its pool's refresh.
 func (k *Keeper) awaitReading(g *org) {
 	g.mu.Lock()
-	if !k.needsReadingLocked(g) || k.o.Wait <= 0 {
+	if !k.needsReadingLocked(g) {
 		g.mu.Unlock()
 		return
 	}
@@ -235,6 +235,9 @@ func (k *Keeper) awaitReading(g *org) {
 	select {
 	case k.wake <- struct{}{}:
 	default:
+	}
+	if k.o.Wait <= 0 {
+		return
 	}
 	t := time.NewTimer(k.o.Wait)
 	defer t.Stop()
@@ -276,16 +279,9 @@ func (k *Keeper) Blocked(orgName string) (blocked map[uint64]bool, why string, v
 		off = "reading the parallel jobs failed: " + g.readErr.Error()
 	case k.needsReadingLocked(g):
 		// First use, or first use after the organization's pools were
-		// idle: a reading is one call away; until it is there, no waiting
-		// job may start a pod it may not get a parallel job for.
+		// idle: awaitReading asked for a reading; until it is there, no
+		// waiting job may start a pod it may not get a parallel job for.
 		pending = true
-		if !g.wanted {
-			g.wanted = true
-			select {
-			case k.wake <- struct{}{}:
-			default:
-			}
-		}
 	default:
 		u = g.usage
 	}
@@ -304,7 +300,7 @@ func (k *Keeper) Blocked(orgName string) (blocked map[uint64]bool, why string, v
 	}
 	gen := k.o.Generation()
 	if g.cachedLocked(snaps, u.At) && gen == g.inputsGen && !pending && g.decision.Off == "" && !g.decision.Pending {
-		return g.decision.Blocked, reasonOf(g.decision, u), g.version
+		return g.decision.Blocked, g.why, g.version // g.why is reasonOf this decision
 	}
 	var jobs []queue.Job
 	for _, s := range snaps {
@@ -321,17 +317,18 @@ func (k *Keeper) Blocked(orgName string) (blocked map[uint64]bool, why string, v
 	} else {
 		d = Admit(jobs, u.Without(Finished(u, snaps)))
 	}
-	if !maps.Equal(d.Blocked, g.decision.Blocked) || reasonOf(d, u) != g.why {
+	why = reasonOf(d, u)
+	if !maps.Equal(d.Blocked, g.decision.Blocked) || why != g.why {
 		g.version++
 	}
-	g.why = reasonOf(d, u)
+	g.why = why
 	if d.Off != "" && d.Off != g.offLog {
 		g.log.WithField("reason", d.Off).Warn("not applying the organization's parallel jobs: waiting jobs count as if there were no limit")
 	}
 	g.offLog = d.Off
 	g.decision, g.inputs, g.inputsAt, g.inputsGen = d, snaps, u.At, gen
 	k.o.Observer.ObserveBudget(orgName, g.setting, u, d)
-	return d.Blocked, reasonOf(d, u), g.version
+	return d.Blocked, why, g.version
 }
 
 // cachedLocked reports whether the cached decision used these snapshots
