@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -260,12 +259,7 @@ func (s *Server) answer(o *Org, ep Endpoint, poolID, itemID int, r *http.Request
 	}
 	if ep == Pools {
 		var out []taskagent.TaskAgentPool
-		ids := make([]int, 0, len(o.pools))
-		for id := range o.pools {
-			ids = append(ids, id)
-		}
-		sort.Ints(ids)
-		for _, id := range ids {
+		for _, id := range o.poolIDsLocked() {
 			p := o.pools[id]
 			if name := q.Get("poolname"); name != "" && !strings.EqualFold(name, *p.info.Name) {
 				continue

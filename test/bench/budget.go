@@ -4,13 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
-	"strconv"
 	"time"
-
-	"github.com/kedacore/keda/v2/pkg/scalers"
-	"github.com/kedacore/keda/v2/pkg/scalers/scalersconfig"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/internal/fakeazdo"
 )
@@ -219,21 +214,6 @@ func (e *env) playBudget(ctx context.Context, org *fakeazdo.Org, orgName string,
 		sleepUntil(start.Add(time.Duration(i+1) * *tick))
 	}
 	return s, nil
-}
-
-// builtinAt builds KEDA's built-in scaler for a ScaledJob on a pool of an
-// organization, with its defaults and the given metadata.
-func (e *env) builtinAt(ctx context.Context, org, name string, poolID int, md map[string]string) (probe, error) {
-	all := map[string]string{"poolID": strconv.Itoa(poolID), "organizationURL": e.fake.OrgURL(org)}
-	maps.Copy(all, md)
-	sc, err := scalers.NewAzurePipelinesScaler(ctx, &scalersconfig.ScalerConfig{
-		ScalableObjectName: name, ScalableObjectNamespace: "bench", ScalableObjectType: "ScaledJob",
-		TriggerMetadata: all, AuthParams: map[string]string{"personalAccessToken": pat}, GlobalHTTPTimeout: 10 * time.Second,
-	})
-	if err != nil {
-		return probe{}, fmt.Errorf("built-in scaler %v: %w", all, err)
-	}
-	return probe{sc, "s0-azure-pipelines"}, nil
 }
 
 func dedupe(ids []int) []int {

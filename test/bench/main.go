@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -294,21 +295,27 @@ func closeAll(ctx context.Context, ps []probe) {
 
 // builtin builds KEDA's built-in scaler for a ScaledJob of a workload.
 func (e *env) builtin(ctx context.Context, workload, name string, poolID int, cfg builtinConfig, md map[string]string) (probe, error) {
-	all := map[string]string{"poolID": strconv.Itoa(poolID), "organizationURL": e.fake.OrgURL("bi-" + workload)}
-	for _, m := range []map[string]string{cfg.metadata, md} {
-		for k, v := range m {
-			all[k] = v
-		}
+	all := maps.Clone(cfg.metadata)
+	if all == nil {
+		all = map[string]string{}
 	}
-	s, err := scalers.NewAzurePipelinesScaler(ctx, &scalersconfig.ScalerConfig{
+	maps.Copy(all, md)
+	return e.builtinAt(ctx, "bi-"+workload, name, poolID, all)
+}
+
+// builtinAt builds KEDA's built-in scaler for a ScaledJob on a pool of an
+// organization, with its defaults and the given metadata.
+func (e *env) builtinAt(ctx context.Context, org, name string, poolID int, md map[string]string) (probe, error) {
+	all := map[string]string{"poolID": strconv.Itoa(poolID), "organizationURL": e.fake.OrgURL(org)}
+	maps.Copy(all, md)
+	sc, err := scalers.NewAzurePipelinesScaler(ctx, &scalersconfig.ScalerConfig{
 		ScalableObjectName: name, ScalableObjectNamespace: "bench", ScalableObjectType: "ScaledJob",
-		TriggerMetadata: all, AuthParams: map[string]string{"personalAccessToken": pat},
-		GlobalHTTPTimeout: 10 * time.Second,
+		TriggerMetadata: all, AuthParams: map[string]string{"personalAccessToken": pat}, GlobalHTTPTimeout: 10 * time.Second,
 	})
 	if err != nil {
 		return probe{}, fmt.Errorf("built-in scaler %v: %w", all, err)
 	}
-	return probe{s, "s0-azure-pipelines"}, nil
+	return probe{sc, "s0-azure-pipelines"}, nil
 }
 
 // ours builds KEDA's external scaler client for a ScaledJob of a workload,
