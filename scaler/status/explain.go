@@ -40,13 +40,7 @@ func Explain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("--url %q is not an http(s) address", *base)
 	}
-	q := url.Values{}
-	for k, v := range map[string]string{"namespace": f.Namespace, "organization": f.Organization, "pool": f.Pool, "run": f.Run} {
-		if v != "" {
-			q.Set(k, v)
-		}
-	}
-	u.RawQuery = q.Encode()
+	u.RawQuery = f.Query().Encode()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)

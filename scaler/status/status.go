@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,6 +76,17 @@ type Filter struct {
 func FilterOf(r *http.Request) Filter {
 	q := r.URL.Query()
 	return Filter{Namespace: q.Get("namespace"), Organization: q.Get("organization"), Pool: q.Get("pool"), Run: q.Get("run")}
+}
+
+// Query is the filter as the query FilterOf reads (what explain sends).
+func (f Filter) Query() url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"namespace": f.Namespace, "organization": f.Organization, "pool": f.Pool, "run": f.Run} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
 }
 
 func (f Filter) pool(v PoolView) bool {
