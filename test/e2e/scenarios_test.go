@@ -4,8 +4,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -817,7 +820,52 @@ func TestReadClusterTwoReplicasSplitCalls(t *testing.T) {
 			t.Errorf("job %d ran on a %s pod, want %s", req, sj, want)
 		}
 	}
-	record("15 --read-cluster, 2 replicas, plain's calls to one and docker's to the other: 3 plain jobs -> 3 plain Jobs, 2 docker jobs -> 2 docker Jobs (1.00 per job, 0 idle)")
+	// Every replica answers the same (issue #26): each reads every ScaledJob
+	// and so polls every pool they use, whichever replica KEDA calls; a third
+	// replica that KEDA never calls shows it too. A job no template accepts
+	// stays put, so all three explain it alike.
+	r3 := startClusterScaler(t, "scaler-replica-3", "--scaler-address="+r1.Addr, "--scaler-address="+r2.Addr)
+	fpga := env.contoso.QueueJob(pool, fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux", "fpga"}})
+	explain := func(s *Scaler) map[uint64]string {
+		resp, err := http.Get("http://" + s.HTTPAddr + "/api/v1/jobs?pool=cluster-replicas")
+		if err != nil {
+			return nil
+		}
+		defer resp.Body.Close()
+		var page struct {
+			Pools []struct {
+				Jobs []struct {
+					ID     uint64 `json:"requestId"`
+					Reason string `json:"reason"`
+					Why    string `json:"why"`
+				} `json:"jobs"`
+			} `json:"pools"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&page) != nil {
+			return nil
+		}
+		out := map[uint64]string{}
+		for _, p := range page.Pools {
+			for _, j := range p.Jobs {
+				out[j.ID] = j.Reason + ": " + j.Why
+			}
+		}
+		return out
+	}
+	waitFor(t, "every replica to explain the job no template accepts", 30*time.Second, func() bool {
+		return explain(r1)[fpga] != "" && explain(r2)[fpga] != "" && explain(r3)[fpga] != ""
+	})
+	one, two, three := explain(r1), explain(r2), explain(r3)
+	if !maps.Equal(one, two) || !maps.Equal(one, three) || !strings.HasPrefix(one[fpga], "no-trigger-accepts: ") || !strings.Contains(one[fpga], "fpga") {
+		t.Errorf("the replicas explain the pool differently:\n%s: %v\n%s: %v\n%s (not called by KEDA): %v", r1.Name, one, r2.Name, two, r3.Name, three)
+	}
+	if calls, err := r3.Metric("grpc_server_handled_total", `grpc_method="GetMetrics"`); err != nil || calls != 0 {
+		t.Errorf("KEDA called the third replica (%v GetMetrics, %v): the check above proves nothing", calls, err)
+	}
+	if err := env.contoso.FinishJob(fpga, "canceled"); err != nil {
+		t.Fatal(err)
+	}
+	record("15 --read-cluster, 2 replicas, plain's calls to one and docker's to the other: 3 plain jobs -> 3 plain Jobs, 2 docker jobs -> 2 docker Jobs (1.00 per job, 0 idle); all 3 replicas (one never called by KEDA) explain a job no template accepts alike: %s", one[fpga])
 }
 
 // Scenario 16 (issue #22 e): a ScaledJob deleted while its jobs wait: they
