@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // standbyTimeZone: IANA zones in an image without /usr/share/zoneinfo
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/app"
 )

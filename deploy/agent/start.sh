@@ -45,6 +45,11 @@
 #   AZP_IDLE_TIMEOUT   seconds an agent waits for its job before it leaves
 #                      (default 300; 0 waits for ever)
 #   AZP_STOP_TIMEOUT   seconds a running job may go on after SIGTERM (default 0)
+#   AZP_STANDBY_URL    the scaler's standby endpoint (http://<scaler>:8081/api/v1/standby):
+#                      at the idle timeout the agent asks whether it stays as a
+#                      standby agent, and asks again every AZP_STANDBY_CHECK
+#                      seconds (default 30) while it is idle; no answer: it leaves
+#   AZP_POD_NAMESPACE  the pod's namespace, for that question (the pod is AZP_AGENT_NAME)
 #   AZP_CA_DIR         more CAs to trust (PEM files, *.crt or *.pem): added to the
 #                      image's bundle for the agent, curl, git and Node.js tasks
 #   AZP_REMOVE_RETRIES attempts to remove the agent, all-in-one mode (default 30)
@@ -79,7 +84,8 @@ AZP_REMOVE_RETRIES=${AZP_REMOVE_RETRIES:-30}
 AZP_REMOVE_DELAY=${AZP_REMOVE_DELAY:-10}
 AZP_IDLE_TIMEOUT=${AZP_IDLE_TIMEOUT:-300}
 AZP_STOP_TIMEOUT=${AZP_STOP_TIMEOUT:-0}
-for v in AZP_IDLE_TIMEOUT AZP_STOP_TIMEOUT; do
+AZP_STANDBY_CHECK=${AZP_STANDBY_CHECK:-30}
+for v in AZP_IDLE_TIMEOUT AZP_STOP_TIMEOUT AZP_STANDBY_CHECK; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be a number of seconds, got '${!v}'"
 done
 case "${AZP_AUTH^^}" in
@@ -334,6 +340,22 @@ on_exit() {
   exit "$rc"
 }
 
+# stays_as_standby asks the scaler whether this idle agent stays as one of
+# its ScaledJob's standby agents. Any failure means no: the agent leaves,
+# as it did before standby existed.
+standby_why=""
+stays_as_standby() {
+  [[ -n "${AZP_STANDBY_URL:-}" ]] || return 1
+  local answer
+  answer=$(curl -fsS --max-time 5 -G "$AZP_STANDBY_URL" \
+    --data-urlencode "namespace=${AZP_POD_NAMESPACE:-}" --data-urlencode "pod=$AZP_AGENT_NAME" 2>&1) || {
+    standby_why="the scaler did not answer ($answer)"
+    return 1
+  }
+  standby_why=$(sed -n 's/.*"why":"\([^"]*\)".*/\1/p' <<<"$answer")
+  [[ "$answer" == *'"stay":true'* ]]
+}
+
 # run_one_job runs the agent until it has run one job, leaves when idle
 # too long, and handles a stop request; it returns the exit code to use.
 run_one_job() {
@@ -342,13 +364,22 @@ run_one_job() {
   (cd "$AZP_AGENT_DIR" && exec env -u AZP_TOKEN -u VSTS_AGENT_INPUT_TOKEN -u AZP_CLIENT_SECRET \
     -u VSTS_AGENT_INPUT_CLIENTSECRET ./run.sh --once) > >(watch_agent_output) 2>&1 &
   run_pid=$!
-  local idle_deadline=$(($(now_ms) + AZP_IDLE_TIMEOUT * 1000)) left=false why="" signal=""
+  local idle_deadline=$(($(now_ms) + AZP_IDLE_TIMEOUT * 1000)) left=false why="" signal="" standby=false
   while kill -0 "$run_pid" 2>/dev/null; do
     if ! job_started; then
       if "$stop_requested"; then
         left=true why="stopped while idle" signal=TERM
       elif ((AZP_IDLE_TIMEOUT > 0 && $(now_ms) >= idle_deadline)); then
-        left=true why="no job reached agent $AZP_AGENT_NAME within ${AZP_IDLE_TIMEOUT}s (AZP_IDLE_TIMEOUT): another agent took the job this pod was started for; leaving" signal=TERM
+        if stays_as_standby; then
+          "$standby" || log "kept as a standby agent ($standby_why); asking again every ${AZP_STANDBY_CHECK}s"
+          standby=true idle_deadline=$(($(now_ms) + AZP_STANDBY_CHECK * 1000))
+        elif job_started; then
+          : # a job reached the agent while it asked: it runs
+        elif "$standby"; then
+          left=true why="no longer a standby agent (${standby_why:-the scaler said so}); leaving" signal=TERM
+        else
+          left=true why="no job reached agent $AZP_AGENT_NAME within ${AZP_IDLE_TIMEOUT}s (AZP_IDLE_TIMEOUT): another agent took the job this pod was started for; leaving" signal=TERM
+        fi
       fi
     elif "$stop_requested" && (($(now_ms) >= stop_deadline)); then
       why="the job did not finish within ${AZP_STOP_TIMEOUT}s of the stop request: cancelling it" signal=INT

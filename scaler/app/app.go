@@ -125,6 +125,9 @@ type Instance struct {
 	done       chan struct{}
 	ready      atomic.Bool
 	creds      credentialCheck
+	demand     *service.Demand // standby auto's demand history
+	// StandbyAddr is where /api/v1/standby listens (--read-cluster).
+	StandbyAddr string
 }
 
 // Start builds every part, then runs them, and returns once the servers
@@ -177,11 +180,13 @@ func (inst *Instance) build(ctx context.Context, flags *config.Flags, log *logru
 	routerOpts := routing.Options{Warmup: flags.RoutingWarmup, ForgetAfterPolls: flags.TriggerForgetPolls,
 		ForgetMin: flags.TriggerForgetMin, ForgetMax: flags.TriggerForgetMax, Given: flags.ReadCluster, HoldBehindOlder: flags.HoldBehindOlder,
 		Observer: m, Logger: log}
+	inst.demand = service.NewDemand(nil)
+	routerOpts.Observer = routing.Observers{m, inst.demand}
 	inst.Router = routing.NewRouter(routerOpts)
 	inst.Budget = inst.buildBudget(flags, m, log)
 	inst.Router.SetBudget(inst.Budget)
 	inst.service = service.New(inst.Registry, cfg, cfg, service.Options{Logger: log, OnParent: inst.parents.Add, Router: inst.Router,
-		Verify: flags.ReadCluster})
+		Verify: flags.ReadCluster, Demand: inst.demand, Standby: m})
 	if err := inst.buildGRPC(flags, inst.service, reg); err != nil {
 		return nil, nil, err
 	}
@@ -267,7 +272,7 @@ func (inst *Instance) httpHandler(flags *config.Flags, reg *prometheus.Registry)
 	mux.HandleFunc("/readyz", inst.readyz)
 	src := status.Source{Version: Version, Revision: Revision, Organizations: inst.Config.Names(),
 		Registry: inst.Registry, Router: inst.Router, Journal: inst.journal, Sweeper: func() string { return sweeperState(flags, &inst.leading) },
-		Redact: inst.secrets.Redact}
+		Redact: inst.secrets.Redact, Standby: inst.standbyView}
 	mux.Handle("GET /{$}", status.Handler(src))
 	mux.Handle("GET /api/v1/jobs", status.JSONHandler(src))
 	return mux
@@ -305,6 +310,11 @@ func (inst *Instance) run(ctx context.Context, flags *config.Flags, m *metrics.M
 			log.WithError(err).Error("HTTP server stopped")
 		}
 	}()
+	if err := inst.serveStandby(ctx, flags, log); err != nil {
+		inst.grpcServer.Stop()
+		_ = inst.httpServer.Close()
+		return err
+	}
 
 	if inst.Demo != nil {
 		go inst.Demo.Simulate(ctx, time.Second)
@@ -312,6 +322,7 @@ func (inst *Instance) run(ctx context.Context, flags *config.Flags, m *metrics.M
 	startKeeper(ctx, flags, inst, m, log)
 	go inst.Budget.Run(ctx)
 	go inst.creds.run(ctx, inst.Clients, m, log)
+	go inst.rebuildDemand(ctx, log)
 	if err := startSweeper(ctx, flags, inst, m, log); err != nil {
 		inst.grpcServer.Stop()
 		_ = inst.httpServer.Close()

@@ -26,10 +26,22 @@ var (
 // holds every unfinished request and no finished one, however busy the pool,
 // and it keeps matchedAgents, which $top drops.
 func (c *Client) UnfinishedJobRequests(ctx context.Context, poolID int) ([]taskagent.TaskAgentJobRequest, error) {
+	return c.jobRequests(ctx, poolID, 0)
+}
+
+// FinishedJobRequests lists a pool's unfinished job requests and its n most
+// recent finished ones (completedRequestCount=n): the pool's history, which
+// standby auto rebuilds its forecast from after a restart. One call per
+// pool and restart; the answer is large (about 1 KiB per request).
+func (c *Client) FinishedJobRequests(ctx context.Context, poolID, n int) ([]taskagent.TaskAgentJobRequest, error) {
+	return c.jobRequests(ctx, poolID, n)
+}
+
+func (c *Client) jobRequests(ctx context.Context, poolID, completed int) ([]taskagent.TaskAgentJobRequest, error) {
 	var out []taskagent.TaskAgentJobRequest
 	err := c.do(ctx, fmt.Sprintf("list job requests of pool %d", poolID), func(ctx context.Context, sdk *taskagent.ClientImpl) error {
 		resp, err := sdk.Client.Send(ctx, http.MethodGet, jobRequestsLocation, apiVersion,
-			map[string]string{"poolId": strconv.Itoa(poolID)}, url.Values{"completedRequestCount": {"0"}},
+			map[string]string{"poolId": strconv.Itoa(poolID)}, url.Values{"completedRequestCount": {strconv.Itoa(completed)}},
 			nil, "", "application/json", nil)
 		if err != nil {
 			return err

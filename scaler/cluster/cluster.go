@@ -302,7 +302,7 @@ func PodFacts(p *corev1.Pod) scaledjobs.Pod {
 	}
 	gone := p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
 	return scaledjobs.Pod{Ref: scaledjobs.Ref{Namespace: p.Namespace, Name: p.Name}, ScaledJob: p.Labels[ScaledJobLabel], Job: job, Gone: gone,
-		Problem: podProblem(p)}
+		Problem: podProblem(p), Created: p.CreationTimestamp.Time}
 }
 
 // Waiting reasons of a container that will not start without a change to
@@ -382,7 +382,7 @@ func trimPod(obj any) (any, error) {
 	status.InitContainerStatuses, status.ContainerStatuses = trim(p.Status.InitContainerStatuses), trim(p.Status.ContainerStatuses)
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: p.Namespace, Name: p.Name, UID: p.UID, ResourceVersion: p.ResourceVersion,
-			Labels: labels, DeletionTimestamp: p.DeletionTimestamp},
+			Labels: labels, DeletionTimestamp: p.DeletionTimestamp, CreationTimestamp: p.CreationTimestamp},
 		Status: status,
 	}, nil
 }

@@ -32,6 +32,7 @@ type Flags struct {
 
 	GRPCAddr        string
 	HTTPAddr        string
+	StandbyAddr     string
 	TLSCertFile     string
 	TLSKeyFile      string
 	TLSClientCAFile string
@@ -122,6 +123,7 @@ func NewFlagSet(name string, f *Flags) *flag.FlagSet {
 	fs.StringVar(&f.PATFile, "pat-file", "", "file holding the organization's PAT, re-read when it changes (or set AZDO_PAT)")
 	fs.StringVar(&f.GRPCAddr, "grpc-addr", ":6000", "address of the KEDA external scaler gRPC service")
 	fs.StringVar(&f.HTTPAddr, "http-addr", ":8080", "address of /metrics, /healthz and /readyz")
+	fs.StringVar(&f.StandbyAddr, "standby-addr", ":8081", "with --read-cluster: address of /api/v1/standby, which agent pods ask at their idle timeout whether they stay as standby agents (it answers and changes nothing); empty: off, idle pods leave")
 	fs.StringVar(&f.TLSCertFile, "grpc-tls-cert", "", "server certificate for gRPC TLS (KEDA's enableTLS/caCert)")
 	fs.StringVar(&f.TLSKeyFile, "grpc-tls-key", "", "server key for gRPC TLS")
 	fs.StringVar(&f.TLSClientCAFile, "grpc-tls-client-ca", "", "CA that client certificates must chain to (KEDA's tlsClientCert/tlsClientKey); requires them")

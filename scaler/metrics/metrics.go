@@ -53,6 +53,9 @@ type Metrics struct {
 	budgetBlocked *prometheus.GaugeVec
 	budgetApplied *prometheus.GaugeVec
 	credentialOK  *prometheus.GaugeVec
+	standbyWanted *prometheus.GaugeVec
+	standbyReady  *prometheus.GaugeVec
+	standbyUsed   *prometheus.CounterVec
 
 	jobsDesc, oldestDesc, ageDesc, unroutableDesc, triggerDesc, stalledDesc *prometheus.Desc
 
@@ -115,6 +118,15 @@ func New(reg prometheus.Registerer, version, revision string) *Metrics {
 		budgetApplied: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "parallel_jobs_budget_applied",
 			Help: "1 while the organization's parallel-job budget applies; 0 while it is off, or fails open (the reading failed, is stale or inconsistent: jobs count as if there were no limit, and a warning says why)."},
 			[]string{"organization"}),
+		standbyWanted: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "standby_wanted",
+			Help: "Idle agents a ScaledJob's trigger keeps ready now (standby, standbySchedule, standby: auto), as of its latest call."},
+			[]string{"scaledjob_namespace", "scaledjob"}),
+		standbyReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "standby_ready",
+			Help: "Idle pods (no job) a ScaledJob had when one of them last asked whether it stays as a standby agent."},
+			[]string{"scaledjob_namespace", "scaledjob"}),
+		standbyUsed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "standby_used_total",
+			Help: "Jobs that started on a ScaledJob's pod created before the job was queued: an agent was ready and the job waited for no pod (--read-cluster)."},
+			[]string{"scaledjob_namespace", "scaledjob"}),
 		credentialOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "credential_accepted",
 			Help: "1 once Azure DevOps accepted the organization's credential (checked at start), 0 while it refuses it (401, 403, sign-in page, no Entra ID token): /readyz fails meanwhile."},
 			[]string{"organization"}),
@@ -138,7 +150,8 @@ func New(reg prometheus.Registerer, version, revision string) *Metrics {
 		Help: "Always 1: the scaler's version, revision and Go version."}, []string{"version", "revision", "goversion"})
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
 	reg.MustRegister(m.azdoRequests, m.azdoLatency, m.rateRemaining, m.throttled, m.throttleWait, m.queueWait,
-		m.sweepDeleted, m.sweepKept, m.sweepErrors, m.placeholders, m.parallelJobs, m.budgetBlocked, m.budgetApplied, m.credentialOK, buildInfo, m)
+		m.sweepDeleted, m.sweepKept, m.sweepErrors, m.placeholders, m.parallelJobs, m.budgetBlocked, m.budgetApplied, m.credentialOK,
+		m.standbyWanted, m.standbyReady, m.standbyUsed, buildInfo, m)
 	return m
 }
 
@@ -333,4 +346,19 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+}
+
+// ObserveStandbyWanted sets the standby agents a ScaledJob's trigger keeps now.
+func (m *Metrics) ObserveStandbyWanted(namespace, name string, n int) {
+	m.standbyWanted.WithLabelValues(namespace, name).Set(float64(n))
+}
+
+// ObserveStandbyReady sets a ScaledJob's idle pods at the latest standby question.
+func (m *Metrics) ObserveStandbyReady(namespace, name string, n int) {
+	m.standbyReady.WithLabelValues(namespace, name).Set(float64(n))
+}
+
+// ObserveStandbyUsed counts a job that found one of a ScaledJob's agents ready.
+func (m *Metrics) ObserveStandbyUsed(namespace, name string) {
+	m.standbyUsed.WithLabelValues(namespace, name).Inc()
 }

@@ -35,6 +35,27 @@ type Source interface {
 	SetPollers(pools int, minRefresh time.Duration)
 }
 
+// HistorySource is a Source that also lists a pool's finished job
+// requests (azdo.Client does), for the standby history.
+type HistorySource interface {
+	FinishedJobRequests(ctx context.Context, poolID, n int) ([]taskagent.TaskAgentJobRequest, error)
+}
+
+// FinishedJobs lists the pool's n most recent finished jobs, as Azure
+// DevOps keeps them, through the organization's client (its rate limit and
+// retries). One call: use it sparingly.
+func (r *Registry) FinishedJobs(ctx context.Context, k queue.Key, n int) ([]queue.Job, error) {
+	src, ok := r.sources[k.Org].(HistorySource)
+	if !ok {
+		return nil, fmt.Errorf("organization %q cannot list finished job requests", k.Org)
+	}
+	requests, err := src.FinishedJobRequests(ctx, k.ID, n)
+	if err != nil {
+		return nil, err
+	}
+	return FinishedJobs(requests), nil
+}
+
 // Observer receives the pollers' measurements (the metrics package).
 type Observer interface {
 	ObserveSnapshot(s *queue.Snapshot)

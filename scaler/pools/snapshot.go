@@ -22,55 +22,79 @@ import (
 func NewSnapshot(pool queue.Pool, requests []taskagent.TaskAgentJobRequest, at time.Time) *queue.Snapshot {
 	s := &queue.Snapshot{Pool: pool, FetchedAt: at, Jobs: make([]queue.Job, 0, len(requests))}
 	for i := range requests {
-		r := &requests[i]
-		if r.Result != nil || (r.FinishTime != nil && !r.FinishTime.Time.IsZero()) || r.RequestId == nil {
-			continue
+		if j, ok := jobOf(&requests[i]); ok && j.FinishedAt.IsZero() {
+			s.Jobs = append(s.Jobs, j)
 		}
-		j := queue.Job{ID: *r.RequestId, Received: r.ReceiveTime != nil && !r.ReceiveTime.Time.IsZero()}
-		if r.QueueTime != nil {
-			j.QueuedAt = r.QueueTime.Time
-		}
-		if r.AssignTime != nil {
-			j.AssignedAt = r.AssignTime.Time
-		}
-		if r.ReservedAgent != nil && r.ReservedAgent.Name != nil {
-			j.Agent = *r.ReservedAgent.Name
-		}
-		if r.Demands != nil {
-			for _, d := range *r.Demands {
-				text, ok := d.(string)
-				if !ok {
-					j.Unparsable = true
-					continue
-				}
-				j.AddDemand(text)
-			}
-		}
-		if r.Definition != nil && r.Definition.Name != nil {
-			j.Pipeline = *r.Definition.Name
-		}
-		if r.Owner != nil {
-			if r.Owner.Name != nil {
-				j.Run = *r.Owner.Name
-			}
-			j.RunURL = webLink(r.Owner.Links)
-		}
-		if r.JobName != nil {
-			j.JobName = *r.JobName
-		}
-		if r.Data != nil {
-			j.Public = strings.EqualFold((*r.Data)["ParallelismTag"], "Public")
-		}
-		if r.MatchedAgents != nil {
-			for _, a := range *r.MatchedAgents {
-				if a.Name != nil {
-					j.MatchedAgents = append(j.MatchedAgents, *a.Name)
-				}
-			}
-		}
-		s.Jobs = append(s.Jobs, j)
 	}
 	return s
+}
+
+// FinishedJobs reduces the finished job requests of an answer (those with
+// a result), for the standby history.
+func FinishedJobs(requests []taskagent.TaskAgentJobRequest) []queue.Job {
+	var out []queue.Job
+	for i := range requests {
+		if j, ok := jobOf(&requests[i]); ok && !j.FinishedAt.IsZero() {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// jobOf is a request as plain data; false without a request id. A
+// finished request (a result, or a finish time) has FinishedAt set.
+func jobOf(r *taskagent.TaskAgentJobRequest) (queue.Job, bool) {
+	if r.RequestId == nil {
+		return queue.Job{}, false
+	}
+	j := queue.Job{ID: *r.RequestId, Received: r.ReceiveTime != nil && !r.ReceiveTime.Time.IsZero()}
+	if r.FinishTime != nil && !r.FinishTime.Time.IsZero() {
+		j.FinishedAt = r.FinishTime.Time
+	} else if r.Result != nil {
+		j.FinishedAt = time.Unix(0, 0) // a result without a finish time: finished, when unknown
+	}
+	if r.QueueTime != nil {
+		j.QueuedAt = r.QueueTime.Time
+	}
+	if r.AssignTime != nil {
+		j.AssignedAt = r.AssignTime.Time
+	}
+	if r.ReservedAgent != nil && r.ReservedAgent.Name != nil {
+		j.Agent = *r.ReservedAgent.Name
+	}
+	if r.Demands != nil {
+		for _, d := range *r.Demands {
+			text, ok := d.(string)
+			if !ok {
+				j.Unparsable = true
+				continue
+			}
+			j.AddDemand(text)
+		}
+	}
+	if r.Definition != nil && r.Definition.Name != nil {
+		j.Pipeline = *r.Definition.Name
+	}
+	if r.Owner != nil {
+		if r.Owner.Name != nil {
+			j.Run = *r.Owner.Name
+		}
+		j.RunURL = webLink(r.Owner.Links)
+	}
+	if r.JobName != nil {
+		j.JobName = *r.JobName
+	}
+	if r.Data != nil {
+		j.Public = strings.EqualFold((*r.Data)["ParallelismTag"], "Public")
+	}
+	if r.MatchedAgents != nil {
+		for _, a := range *r.MatchedAgents {
+			if a.Name != nil {
+				j.MatchedAgents = append(j.MatchedAgents, *a.Name)
+			}
+		}
+	}
+	return j, true
 }
 
 // webLink is the "web" link of an Azure DevOps _links object (the run's

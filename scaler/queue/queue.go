@@ -42,6 +42,7 @@ type Job struct {
 	Received      bool             // an agent received the job (in flight)
 	QueuedAt      time.Time
 	AssignedAt    time.Time // zero until an agent is assigned
+	FinishedAt    time.Time // zero until the job has a result (finished jobs: the standby history)
 	// Public: the request's parallelism tag is "Public" (a public
 	// project's job), which has parallel jobs of its own and uses none of
 	// the organization's private ones.

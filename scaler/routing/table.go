@@ -65,6 +65,16 @@ type Observer interface {
 
 type nopObserver struct{}
 
+// Observers tells every one of its observers.
+type Observers []Observer
+
+// ObservePlan tells each observer in turn.
+func (os Observers) ObservePlan(k queue.Key, p *Plan) {
+	for _, o := range os {
+		o.ObservePlan(k, p)
+	}
+}
+
 func (nopObserver) ObservePlan(queue.Key, *Plan) {}
 
 // pollGap separates two polls of one trigger: KEDA makes its calls of one

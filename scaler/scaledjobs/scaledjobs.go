@@ -139,6 +139,9 @@ type Pod struct {
 	// ("Unschedulable: 0/3 nodes are available...", "ImagePullBackOff:
 	// ..."); "" when nothing is known to be wrong.
 	Problem string
+	// Created is when the pod was created: the oldest idle pods stay as
+	// standby agents.
+	Created time.Time
 }
 
 // Job is an unfinished Job KEDA made for a ScaledJob.

@@ -47,7 +47,10 @@ type envOptions struct {
 	now                  func() time.Time // the registry's clock; default time.Now
 	cfg                  func(*config.File)
 	routing              routing.Options
-	verify               bool // triggers from SyncTriggers (--read-cluster), callers verified
+	verify               bool                    // triggers from SyncTriggers (--read-cluster), callers verified
+	demand               *service.Demand         // standby auto's recorder (also the router's observer)
+	standbyNow           func() time.Time        // the clock of standby decisions
+	standbyObserver      service.StandbyObserver // standby metrics
 }
 
 // newEnv starts a fake with the given organizations, and a scaler
@@ -95,8 +98,12 @@ func newEnv(t *testing.T, o envOptions, orgs ...orgSpec) (*env, map[string]*fake
 		MinRefresh: o.minRefresh, Now: o.now, Logger: log})
 	o.routing.Logger = log
 	o.routing.Given = o.verify
+	if o.demand != nil {
+		o.routing.Observer = o.demand
+	}
 	router := routing.NewRouter(o.routing)
-	svc := service.New(reg, cfg, cfg, service.Options{Logger: log, FirstAnswerWait: 3 * time.Second, Router: router, Verify: o.verify})
+	svc := service.New(reg, cfg, cfg, service.Options{Logger: log, FirstAnswerWait: 3 * time.Second, Router: router, Verify: o.verify,
+		Demand: o.demand, Now: o.standbyNow, Standby: o.standbyObserver})
 	server := grpc.NewServer()
 	pb.RegisterExternalScalerServer(server, svc)
 	l, err := net.Listen("tcp", "127.0.0.1:0")

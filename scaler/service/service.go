@@ -61,6 +61,20 @@ type Options struct {
 	// known ScaledJob's trigger with the very same metadata; any other call
 	// is refused and changes nothing: no trigger, no parent, no pool in use.
 	Verify bool
+	// Demand records the demand of triggers with standby auto; nil: auto
+	// keeps no standby agent.
+	Demand *Demand
+	// Standby receives the standby metrics; nil: none.
+	Standby StandbyObserver
+	// Now is the clock of standby decisions; default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) now() time.Time {
+	if o.Now == nil {
+		return time.Now()
+	}
+	return o.Now()
 }
 
 // Service is KEDA's ExternalScaler.
@@ -73,9 +87,12 @@ type Service struct {
 	log      logrus.FieldLogger
 	specs    *specCache
 
-	mu     sync.Mutex
-	known  map[string]string // Verify: namespace/name -> canonical metadata of its trigger
-	logged map[string]string // Verify: a trigger's problem already logged
+	mu    sync.Mutex
+	known map[string]string // Verify: namespace/name -> canonical metadata of its trigger
+	// targets: Verify: namespace/name -> its resolved trigger, for the
+	// standby endpoint.
+	targets map[string]*target
+	logged  map[string]string // Verify: a trigger's problem already logged
 }
 
 // New builds the service.
@@ -93,11 +110,13 @@ func New(registry *pools.Registry, orgs trigger.Organizations, access Access, o 
 		o.Router = routing.NewRouter(routing.Options{Logger: o.Logger})
 	}
 	return &Service{registry: registry, orgs: orgs, access: access, opts: o, log: o.Logger, specs: newSpecCache(4096),
-		known: map[string]string{}, logged: map[string]string{}}
+		known: map[string]string{}, logged: map[string]string{}, targets: map[string]*target{}}
 }
 
 // target is a resolved trigger: its spec, pool, poller and routing table.
 type target struct {
+	namespace string // the ScaledJob's
+	name      string
 	spec      *trigger.Spec
 	pool      queue.Pool
 	poller    *pools.Poller
@@ -117,6 +136,11 @@ func (s *Service) resolve(ctx context.Context, ref *pb.ScaledObjectRef) (*target
 		if err := s.verify(ref, key); err != nil {
 			return nil, err
 		}
+	} else if spec.Standby.Enabled() {
+		// Idle standby pods ask the scaler whether they stay, which needs
+		// their pods: without them standby would churn like minReplicaCount.
+		return nil, status.Error(codes.InvalidArgument, (&trigger.Error{Key: trigger.KeyStandby,
+			Problem: "standby needs the scaler's --read-cluster (the chart's cluster.read), which this scaler runs without"}).Error())
 	} else if spec.Parent != "" && s.opts.OnParent != nil {
 		s.opts.OnParent(spec.Organization, spec.Parent)
 	}
@@ -140,7 +164,10 @@ func (s *Service) resolve(ctx context.Context, ref *pb.ScaledObjectRef) (*target
 	rt := routingTrigger(ref, spec, key)
 	table := s.opts.Router.Table(pool.Key)
 	table.Observe(rt)
-	return &target{spec: spec, pool: pool, poller: poller, table: table, triggerID: rt.ID}, nil
+	if spec.Standby.Auto && s.opts.Demand != nil {
+		s.opts.Demand.History(rt.ID) // record its demand from now on
+	}
+	return &target{namespace: ref.Namespace, name: ref.Name, spec: spec, pool: pool, poller: poller, table: table, triggerID: rt.ID}, nil
 }
 
 // verify refuses a call that is not a known ScaledJob's trigger with the
@@ -173,6 +200,7 @@ func (s *Service) verify(ref *pb.ScaledObjectRef, key string) error {
 func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target, owners scaledjobs.Owners, ownersVersion uint64) int {
 	sets := map[queue.Key][]routing.Trigger{}
 	known := map[string]string{}
+	resolved := map[string]*target{}
 	problems := map[string]string{}
 	routed := 0
 	parsed := make([]*parsedTrigger, len(targets))
@@ -208,7 +236,8 @@ func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target,
 			problems[id] = fmt.Sprintf("namespace %q may not use agent pool %q (allowedNamespaces)", t.ScaledJob.Namespace, pool.Name)
 			continue
 		}
-		if _, err := s.registry.Poller(pool); err != nil {
+		poller, err := s.registry.Poller(pool)
+		if err != nil {
 			problems[id] = err.Error()
 			continue
 		}
@@ -220,15 +249,30 @@ func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target,
 		rt.Stalled = t.Stalled
 		if spec.AgentPattern == "" {
 			self := t.ScaledJob
-			rt.OwnsAgent = func(agent string) bool { o, ok := owners.Of(agent); return ok && o == self }
+			// A pod that is gone holds no Job KEDA counts as running: its
+			// job, which Azure DevOps may still list as running until the
+			// next snapshot, counts for no ScaledJob, or KEDA would start
+			// a pod for it again.
+			rt.OwnsAgent = func(agent string) bool {
+				p, ok := owners.Pod(agent)
+				return ok && !p.Gone && p.Namespace == self.Namespace && p.ScaledJob == self.Name
+			}
 		}
 		sets[pool.Key] = append(sets[pool.Key], rt)
 		known[id] = key
+		resolved[id] = &target{namespace: t.ScaledJob.Namespace, name: t.ScaledJob.Name, spec: spec, pool: pool, poller: poller, table: s.opts.Router.Table(pool.Key), triggerID: rt.ID}
+		if spec.Standby.Auto && s.opts.Demand != nil {
+			s.opts.Demand.History(rt.ID)
+		}
 		routed++
+	}
+	if s.opts.Demand != nil {
+		s.opts.Demand.setOwners(owners, s.opts.Standby)
 	}
 	s.opts.Router.SetTriggers(sets, ownersVersion)
 	s.mu.Lock()
 	s.known = known
+	s.targets = resolved
 	for id, why := range problems {
 		if s.logged[id] != why {
 			s.log.WithFields(logrus.Fields{"scaledJob": id}).Warn("this ScaledJob's trigger is not routed: " + why)
@@ -341,7 +385,8 @@ func (s *Service) count(ctx context.Context, t *target) (int64, error) {
 	if err != nil {
 		return 0, status.Error(codes.Unavailable, err.Error())
 	}
-	return int64(t.table.Count(snap, t.triggerID)), nil
+	extra, _ := s.standbyCount(t)
+	return int64(t.table.Count(snap, t.triggerID)) + extra, nil
 }
 
 // GetMetricSpec answers one metric per trigger, named after the pool and

@@ -36,6 +36,22 @@ func (e *env) count(ns, name string, md map[string]string) (float64, error) {
 	return e.metricFor(&pb.ScaledObjectRef{Namespace: ns, Name: name, ScalerMetadata: full})
 }
 
+// waitCount waits until a ScaledJob's trigger gets want, for at most 5 s.
+func (e *env) waitCount(ns, name string, md map[string]string, want float64) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := e.count(ns, name, md)
+		if err == nil && n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s/%s counts %v (%v), want %v", ns, name, n, err, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Issue #22's first case: the pool chart names ScaledJobs after the
 // release, so team-a and team-b both have linux-agents on one pool. team-b
 // runs 5 jobs on its own pods and 2 wait. By name shape team-a was credited
@@ -197,4 +213,26 @@ func TestSyncLooksEachPoolUpOnce(t *testing.T) {
 	if calls := e.fake.Calls("contoso", fakeazdo.Pools); calls != 2 {
 		t.Fatalf("%d pool lookups for 6 triggers on 2 pools, want 2", calls)
 	}
+}
+
+// A job whose pod is gone (its containers ended, or it was deleted) counts
+// for no ScaledJob, though Azure DevOps may list it as running until the
+// next snapshot: KEDA no longer counts that pod's Job as running, so
+// crediting the job would start a pod for it again.
+func TestRunningJobOfAGonePodCountsForNobody(t *testing.T) {
+	e, orgs := newEnv(t, envOptions{verify: true}, orgSpec{"contoso", "pat-gone"})
+	org := orgs["contoso"]
+	pool := org.AddPool("linux")
+	md := map[string]string{"poolName": "linux"}
+	pod := scaledjobs.Pod{Ref: scaledjobs.Ref{Namespace: "team-a", Name: "agents-aaaaa-bbbbb"}, ScaledJob: "agents"}
+	agent := org.AddAgent(pool, fakeazdo.Agent{Name: pod.Name, Online: true})
+	if err := org.AssignJob(org.QueueJob(pool, fakeazdo.Job{}), agent); err != nil {
+		t.Fatal(err)
+	}
+	targets := []scaledjobs.Target{clusterTarget("team-a", "agents", md)}
+	e.svc.SyncTriggers(context.Background(), targets, scaledjobs.NewOwners([]scaledjobs.Pod{pod}), 1)
+	e.waitCount("team-a", "agents", md, 1)
+	pod.Gone = true
+	e.svc.SyncTriggers(context.Background(), targets, scaledjobs.NewOwners([]scaledjobs.Pod{pod}), 2)
+	e.waitCount("team-a", "agents", md, 0)
 }

@@ -79,6 +79,9 @@ func printExplanation(w io.Writer, p Page) error {
 			if t.Stalled != "" {
 				fmt.Fprintf(&b, "; its pods cannot start: %s", t.Stalled)
 			}
+			if sb := t.Standby; sb != nil {
+				fmt.Fprintf(&b, "; keeps %d standby agent(s) (%s), %d idle at the last question, %d job(s) found one ready", sb.Wanted, sb.Why, sb.Ready, sb.Used)
+			}
 			b.WriteString("\n")
 		}
 		if len(pool.Jobs) == 0 {

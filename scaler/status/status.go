@@ -32,6 +32,8 @@ type Source struct {
 	// Sweeper says what this replica's sweeper does ("sweeps every 30s",
 	// "another replica holds the Lease"...).
 	Sweeper func() string
+	// Standby returns a trigger's warm standby (nil: no standby anywhere).
+	Standby func(trigger string) (StandbyView, bool)
 	// Redact removes secrets from texts that come from errors.
 	Redact func(string) string
 	Now    func() time.Time
@@ -143,6 +145,18 @@ type TriggerView struct {
 	Priority  int64  `json:"priority"`
 	Count     int    `json:"count"`
 	Stalled   string `json:"stalled,omitempty"` // why its pods cannot start (--read-cluster); "" when they can
+	// Standby is its warm standby; nil when it keeps none.
+	Standby *StandbyView `json:"standby,omitempty"`
+}
+
+// StandbyView is a trigger's warm standby: the idle agents it keeps now
+// and why, its idle pods when one last asked whether it stays, and the
+// jobs that found one of its agents ready.
+type StandbyView struct {
+	Wanted int    `json:"wanted"`
+	Why    string `json:"why,omitempty"`
+	Ready  int    `json:"ready"`
+	Used   int    `json:"used"`
 }
 
 // JobView is one unfinished job.
@@ -279,8 +293,14 @@ func poolView(src Source, st pools.Status, now time.Time) PoolView {
 		if filter == "" {
 			filter = "(every job)"
 		}
-		v.Triggers = append(v.Triggers, TriggerView{Label: t.Label(), Namespace: t.Namespace, Filter: filter, Routing: mode, Priority: t.Priority,
-			Count: plan.Count(t.ID), Stalled: src.Redact(t.Stalled)})
+		tv := TriggerView{Label: t.Label(), Namespace: t.Namespace, Filter: filter, Routing: mode, Priority: t.Priority,
+			Count: plan.Count(t.ID), Stalled: src.Redact(t.Stalled)}
+		if src.Standby != nil {
+			if sv, ok := src.Standby(t.ID); ok {
+				tv.Standby = &sv
+			}
+		}
+		v.Triggers = append(v.Triggers, tv)
 	}
 	for _, a := range plan.Assignments {
 		j := a.Job

@@ -15,6 +15,7 @@ import (
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/demands"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/queue"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/secrets"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/standby"
 )
 
 // Metadata keys.
@@ -40,6 +41,11 @@ const (
 	KeyPriority               = "priority"
 	KeyRouting                = "routing"
 	KeyAgentPattern           = "agentNamePattern"
+	KeyStandby                = "standby"
+	KeyStandbySchedule        = "standbySchedule"
+	KeyStandbyTimeZone        = "standbyTimeZone"
+	KeyStandbyPercentile      = "standbyPercentile"
+	KeyStandbyMax             = "standbyMax"
 )
 
 // Routing modes (metadata key routing).
@@ -60,6 +66,7 @@ const (
 	MaxList      = 8192 // capabilities, demands
 	MaxListItems = 100  // entries of capabilities or demands
 	MaxShort     = 32   // numbers and booleans
+	MaxSchedule  = 2048 // standbySchedule
 	maxEcho      = 64   // of a value quoted in an error
 )
 
@@ -94,6 +101,11 @@ var table = []key{
 	{name: KeyPriority, limit: MaxShort, def: "0", parse: intBetween(-1000, 1000, func(s *Spec, n int64) { s.Priority = n })},
 	{name: KeyRouting, limit: MaxShort, def: RoutingExclusive, parse: parseRouting},
 	{name: KeyAgentPattern, limit: MaxName, parse: parseAgentPattern},
+	{name: KeyStandby, limit: MaxShort, def: "0", parse: parseStandby},
+	{name: KeyStandbySchedule, limit: MaxSchedule},
+	{name: KeyStandbyTimeZone, limit: MaxName},
+	{name: KeyStandbyPercentile, limit: MaxShort, def: "50", parse: intBetween(10, 90, func(s *Spec, n int64) { s.Standby.Percentile = int(n) })},
+	{name: KeyStandbyMax, limit: MaxShort, def: "10", parse: intBetween(0, standby.MaxCount, func(s *Spec, n int64) { s.Standby.Max = int(n) })},
 	// Accepted for drop-in compatibility with KEDA's scaler, and ignored:
 	// this scaler always fetches every unfinished job and nothing else.
 	{name: KeyJobsToFetch, limit: MaxShort, parse: intAtLeast(1, nil)},
@@ -212,6 +224,8 @@ type Spec struct {
 	// AgentPattern is a glob of the names of the trigger's agents; empty:
 	// agents are named after their pods (<scaledjob>-<5>-<5>).
 	AgentPattern string
+	// Standby: idle agents the trigger keeps ready (package standby).
+	Standby standby.Settings
 
 	// demands options, read by the filter rule
 	requireAll, requireAllOnly, caseInsensitive bool
@@ -316,7 +330,46 @@ func Parse(md map[string]string, orgs Organizations) (*Spec, error) {
 	if err := s.parseFilter(md); err != nil {
 		return nil, err
 	}
+	if err := s.parseSchedule(md); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// parseStandby reads standby: a number of idle agents, or auto.
+func parseStandby(s *Spec, key, v string) error {
+	v = strings.TrimSpace(v)
+	if v == "auto" {
+		s.Standby.Auto = true
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > standby.MaxCount {
+		return bad(key, "must be auto or an integer from 0 to %d, got %s", standby.MaxCount, show(v))
+	}
+	s.Standby.Fixed = n
+	return nil
+}
+
+// parseSchedule reads standbySchedule in standbyTimeZone.
+func (s *Spec) parseSchedule(md map[string]string) error {
+	text, zone := md[KeyStandbySchedule], md[KeyStandbyTimeZone]
+	if strings.TrimSpace(text) == "" {
+		if zone != "" {
+			return bad(KeyStandbyTimeZone, "set without standbySchedule")
+		}
+		return nil
+	}
+	sched, err := standby.ParseSchedule(text, strings.TrimSpace(zone))
+	if err != nil {
+		k := KeyStandbySchedule
+		if strings.HasPrefix(err.Error(), "time zone") {
+			k = KeyStandbyTimeZone
+		}
+		return bad(k, "%v", err)
+	}
+	s.Standby.Schedule = sched
+	return nil
 }
 
 // parsePool reads poolName or poolID: exactly one.

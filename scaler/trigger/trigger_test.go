@@ -214,3 +214,43 @@ func FuzzParse(f *testing.F) {
 		_ = counts(s, &queue.Job{RawDemands: []string{v1, v2}, MatchedAgents: []string{v3}})
 	})
 }
+
+func TestStandbyKeys(t *testing.T) {
+	s, err := Parse(map[string]string{"poolName": "p", "standby": "auto", "standbyPercentile": "90", "standbyMax": "4",
+		"standbySchedule": "Mon-Fri 08:00-18:00=2; Sat 09:00-12:00=1", "standbyTimeZone": "Europe/Berlin"}, one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.Standby
+	if !st.Auto || st.Percentile != 90 || st.Max != 4 || len(st.Schedule.Windows) != 2 || st.Schedule.Loc.String() != "Europe/Berlin" {
+		t.Fatalf("standby settings %+v", st)
+	}
+	d, err := Parse(map[string]string{"poolName": "p"}, one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Standby.Enabled() || d.Standby.Percentile != 50 || d.Standby.Max != 10 {
+		t.Fatalf("defaults: %+v", d.Standby)
+	}
+	if f, _ := Parse(map[string]string{"poolName": "p", "standby": "3"}, one); f == nil || f.Standby.Fixed != 3 {
+		t.Fatalf("standby 3: %+v", f)
+	}
+	for md, key := range map[*map[string]string]string{
+		{"standby": "some"}:              KeyStandby,
+		{"standby": "-1"}:                KeyStandby,
+		{"standby": "1001"}:              KeyStandby,
+		{"standbyPercentile": "95"}:      KeyStandbyPercentile,
+		{"standbyPercentile": "5"}:       KeyStandbyPercentile,
+		{"standbyMax": "x"}:              KeyStandbyMax,
+		{"standbySchedule": "Mon 8-9=1"}: KeyStandbySchedule,
+		{"standbySchedule": "Mon 08:00-09:00=1", "standbyTimeZone": "Nowhere/City"}: KeyStandbyTimeZone,
+		{"standbyTimeZone": "UTC"}: KeyStandbyTimeZone, // without a schedule
+	} {
+		(*md)["poolName"] = "p"
+		_, err := Parse(*md, one)
+		var e *Error
+		if !errors.As(err, &e) || e.Key != key {
+			t.Errorf("%v: %v, want an error about %q", *md, err, key)
+		}
+	}
+}

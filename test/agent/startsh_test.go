@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -829,4 +831,63 @@ func TestExtraCAsAreTrusted(t *testing.T) {
 	if code := empty.run(); code == 0 || !strings.Contains(empty.output(), "holds no *.crt or *.pem file") {
 		t.Errorf("an empty AZP_CA_DIR: exit %d\n%s", code, empty.output())
 	}
+}
+
+// An idle agent that the scaler keeps as a standby agent stays past its
+// idle timeout, asks again every AZP_STANDBY_CHECK seconds with its pod's
+// namespace and name, and leaves cleanly once the scaler says no more.
+func TestStandbyAgentStaysUntilTheScalerSaysNo(t *testing.T) {
+	var mu sync.Mutex
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Query().Get("namespace")+"/"+r.URL.Query().Get("pod"))
+		n := len(asked)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if n <= 3 {
+			fmt.Fprint(w, `{"stay":true,"why":"schedule window Mon-Sun 00:00-24:00=2 is open"}`)
+			return
+		}
+		fmt.Fprint(w, `{"stay":false,"why":"its trigger keeps no standby agent now"}`)
+	}))
+	defer srv.Close()
+	h := newHarness(t, "STUB_RUN_IDLE=1", "AZP_IDLE_TIMEOUT=1", "AZP_STANDBY_CHECK=1",
+		"AZP_STANDBY_URL="+srv.URL+"/api/v1/standby", "AZP_POD_NAMESPACE=team-a")
+	if rc := h.run(); rc != 0 {
+		t.Fatalf("exit %d, want 0", rc)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) != 4 || asked[0] != "team-a/"+agentName {
+		t.Errorf("asked %v, want 4 questions about team-a/%s", asked, agentName)
+	}
+	logs := h.stderr.String()
+	if strings.Count(logs, "kept as a standby agent (schedule window") != 1 ||
+		!strings.Contains(logs, "no longer a standby agent (its trigger keeps no standby agent now); leaving") {
+		t.Errorf("the log does not tell the standby story:\n%s", logs)
+	}
+	if h.count("run.sh: TERM while idle") != 1 {
+		t.Errorf("the idle agent was not stopped: %q", h.calls())
+	}
+	h.checkLifecycle()
+}
+
+// Without an answer from the scaler, an idle agent leaves at its idle
+// timeout, as it always did.
+func TestStandbyWithoutAnAnswerLeaves(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	h := newHarness(t, "STUB_RUN_IDLE=1", "AZP_IDLE_TIMEOUT=1", "AZP_STANDBY_URL=http://"+addr+"/api/v1/standby")
+	if rc := h.run(); rc != 0 {
+		t.Fatalf("exit %d, want 0", rc)
+	}
+	if !strings.Contains(h.stderr.String(), "no job reached agent "+agentName+" within 1s") {
+		t.Errorf("no word of why it left:\n%s", h.stderr.String())
+	}
+	h.checkLifecycle()
 }

@@ -45,7 +45,7 @@ var (
 	outDir = flag.String("out", "../../docs", "where benchmarks.md and the PNGs go")
 	bin    = flag.String("scaler-bin", "../../bin/azdo-keda-scaler", "scaler binary, for the resident-memory measurement")
 	seed   = flag.Uint64("seed", 1, "seed of the polling phases and job arrival times")
-	only   = flag.String("only", "", "run one section and print it instead of writing the report (budget, overlap, p99)")
+	only   = flag.String("only", "", "run one section and print it instead of writing the report (budget, overlap, p99, standby)")
 )
 
 // toReal turns a simulated duration into real time; toSim does the reverse.
@@ -170,6 +170,10 @@ func run() error {
 		}
 		rep.writeOverlap(printf)
 		return nil
+	case "standby":
+		rep.standby = e.standby()
+		rep.writeStandby(printf)
+		return nil
 	case "p99":
 		r, err := e.p99(ctx)
 		if err != nil {
@@ -200,6 +204,7 @@ func run() error {
 	if rep.budget, err = e.budget(ctx); err != nil {
 		return err
 	}
+	rep.standby = e.standby()
 	if rep.p99, err = e.p99(ctx); err != nil {
 		return err
 	}

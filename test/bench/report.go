@@ -17,6 +17,7 @@ type report struct {
 	busy    []accuracyRow
 	overlap []overlapRow
 	budget  []budgetSide
+	standby []standbyResult
 	p99     p99Result
 	rss     int64
 }
@@ -87,6 +88,7 @@ func (r *report) write(dir string) error {
 	w("%s\n\n", busyVerdict(r.busy))
 	r.writeOverlap(w)
 	r.writeBudget(w)
+	r.writeStandby(w)
 
 	w("## GetMetrics latency, 1,000 triggers on 20 pools\n\n")
 	w("Ours, defaults, through KEDA's external scaler client over loopback gRPC, %d calls one after the other:\n", r.p99.calls)

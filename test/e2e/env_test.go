@@ -5,9 +5,11 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,9 +180,11 @@ type Scaler struct {
 	Name     string
 	Addr     string // gRPC, what ScaledJobs use as scalerAddress
 	HTTPAddr string
-	Proc     *Proc
-	logDir   string
-	args     []string
+	// StandbyAddr serves /api/v1/standby (with --read-cluster).
+	StandbyAddr string
+	Proc        *Proc
+	logDir      string
+	args        []string
 }
 
 // StartScaler starts the scaler against both fake organizations.
@@ -190,6 +194,10 @@ func StartScaler(name, logDir string, extraArgs ...string) (*Scaler, error) {
 		return nil, err
 	}
 	httpPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	standbyPort, err := freePort()
 	if err != nil {
 		return nil, err
 	}
@@ -208,14 +216,15 @@ func StartScaler(name, logDir string, extraArgs ...string) (*Scaler, error) {
 	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	s := &Scaler{Name: name, Addr: fmt.Sprintf("127.0.0.1:%d", grpcPort), HTTPAddr: fmt.Sprintf("127.0.0.1:%d", httpPort), logDir: logDir}
+	s := &Scaler{Name: name, Addr: fmt.Sprintf("127.0.0.1:%d", grpcPort), HTTPAddr: fmt.Sprintf("127.0.0.1:%d", httpPort),
+		StandbyAddr: fmt.Sprintf("127.0.0.1:%d", standbyPort), logDir: logDir}
 	if slices.Contains(extraArgs, "--read-cluster") {
 		// ScaledJobs reach this scaler at its loopback address.
 		extraArgs = append(extraArgs, "--scaler-address="+s.Addr, "--kubeconfig="+env.cluster.Kubeconfig)
 	}
 	s.args = append([]string{
 		"--config", filepath.Join(dir, "config.yaml"),
-		"--grpc-addr", s.Addr, "--http-addr", s.HTTPAddr,
+		"--grpc-addr", s.Addr, "--http-addr", s.HTTPAddr, "--standby-addr", s.StandbyAddr,
 		"--refresh-interval", refresh.String(), "--min-refresh-interval", refresh.String(), "--stale-after", staleAfter.String(), "--azdo-timeout", "2s",
 		"--routing-warmup", warmup.String(), "--trigger-forget-min", "10s",
 		"--sweep-interval", "0", "--log-format", "json",
@@ -504,6 +513,8 @@ type podSim struct {
 	agents    map[int]*simAgent
 	created   int
 	idleExits int
+	// standbyAnswers counts the standby endpoint's answers: stay, leave.
+	standbyStay, standbyLeave int
 	// mostUnfinished is the most Jobs of its ScaledJobs unfinished at once.
 	mostUnfinished int
 	refused        []string          // pods the API server refused to create
@@ -519,6 +530,11 @@ type simAgent struct {
 	online     time.Time
 	request    uint64
 	assignedAt time.Time
+	// As start.sh does: at the idle deadline an agent with a standby URL
+	// asks the scaler whether it stays, and asks again every check.
+	deadline   time.Time
+	standbyURL string
+	check      time.Duration
 }
 
 func startPodSim(t *testing.T, s *podSim) {
@@ -563,13 +579,17 @@ func (s *podSim) step(t *testing.T) {
 		s.created++
 		go func(j batchv1.Job) { // the pod starts, its agent registers
 			time.Sleep(s.startDelay)
-			idle := 5 * time.Minute
+			idle, check, standbyURL := 5*time.Minute, 30*time.Second, ""
 			for _, c := range j.Spec.Template.Spec.Containers {
 				for _, e := range c.Env {
-					if e.Name == "AZP_IDLE_TIMEOUT" {
-						if secs, err := strconv.Atoi(e.Value); err == nil {
-							idle = time.Duration(secs) * time.Second
-						}
+					secs, err := strconv.Atoi(e.Value)
+					switch {
+					case e.Name == "AZP_IDLE_TIMEOUT" && err == nil:
+						idle = time.Duration(secs) * time.Second
+					case e.Name == "AZP_STANDBY_CHECK" && err == nil:
+						check = time.Duration(secs) * time.Second
+					case e.Name == "AZP_STANDBY_URL":
+						standbyURL = e.Value
 					}
 				}
 			}
@@ -591,7 +611,9 @@ func (s *podSim) step(t *testing.T) {
 			}
 			id := s.org.AddAgent(s.pool, fakeazdo.Agent{Name: pod, Online: true, Capabilities: s.caps[sj]})
 			s.mu.Lock()
-			s.agents[id] = &simAgent{ns: j.Namespace, pod: pod, job: j.Name, scaledJob: sj, idle: idle, online: time.Now()}
+			now := time.Now()
+			s.agents[id] = &simAgent{ns: j.Namespace, pod: pod, job: j.Name, scaledJob: sj, idle: idle, online: now,
+				deadline: now.Add(idle), standbyURL: standbyURL, check: check}
 			s.mu.Unlock()
 		}(j)
 	}
@@ -605,7 +627,15 @@ func (s *podSim) step(t *testing.T) {
 		switch {
 		case a.request != 0 && now.Sub(a.assignedAt) >= s.runFor:
 			_ = s.org.FinishJob(a.request, "succeeded")
-		case a.request == 0 && now.Sub(a.online) >= a.idle:
+		case a.request == 0 && !now.Before(a.deadline):
+			if a.standbyURL != "" && askStandby(a) {
+				s.standbyStay++
+				a.deadline = now.Add(a.check)
+				continue
+			}
+			if a.standbyURL != "" {
+				s.standbyLeave++
+			}
 			s.idleExits++
 		default:
 			continue
@@ -622,6 +652,71 @@ func (s *podSim) step(t *testing.T) {
 		}
 		delete(s.agents, id)
 	}
+}
+
+// jobsPage is a scaler's /api/v1/jobs for one pool, as far as the tests
+// read it; nil when it does not answer.
+type jobsPage struct {
+	Pools []struct {
+		Triggers []struct {
+			Label   string `json:"scaledJob"`
+			Standby *struct {
+				Wanted int    `json:"wanted"`
+				Why    string `json:"why"`
+				Ready  int    `json:"ready"`
+				Used   int    `json:"used"`
+			} `json:"standby"`
+		} `json:"triggers"`
+		Jobs []struct {
+			ID     uint64 `json:"requestId"`
+			Reason string `json:"reason"`
+			Why    string `json:"why"`
+		} `json:"jobs"`
+	} `json:"pools"`
+}
+
+func (s *Scaler) jobsPage(pool string) *jobsPage {
+	resp, err := http.Get("http://" + s.HTTPAddr + "/api/v1/jobs?pool=" + url.QueryEscape(pool))
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var page jobsPage
+	if json.NewDecoder(resp.Body).Decode(&page) != nil {
+		return nil
+	}
+	return &page
+}
+
+// askStandby asks the scaler's standby endpoint, as start.sh does, whether
+// an idle agent stays; any failure is no.
+func askStandby(a *simAgent) bool {
+	u := a.standbyURL + "?" + url.Values{"namespace": {a.ns}, "pod": {a.pod}}.Encode()
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(u)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Stay bool `json:"stay"`
+	}
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&answer) == nil && answer.Stay
+}
+
+// unfinishedAgents returns the simulated agents alive now: idle, and with
+// a job.
+func (s *podSim) unfinishedAgents() (idle, busy int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range s.agents {
+		if a.request == 0 {
+			idle++
+		} else {
+			busy++
+		}
+	}
+	return idle, busy
 }
 
 // counts returns Jobs created, idle exits, and which ScaledJob's pod ran

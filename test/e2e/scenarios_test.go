@@ -4,11 +4,9 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -827,21 +825,8 @@ func TestReadClusterTwoReplicasSplitCalls(t *testing.T) {
 	r3 := startClusterScaler(t, "scaler-replica-3", "--scaler-address="+r1.Addr, "--scaler-address="+r2.Addr)
 	fpga := env.contoso.QueueJob(pool, fakeazdo.Job{Demands: []string{"Agent.OS -equals Linux", "fpga"}})
 	explain := func(s *Scaler) map[uint64]string {
-		resp, err := http.Get("http://" + s.HTTPAddr + "/api/v1/jobs?pool=cluster-replicas")
-		if err != nil {
-			return nil
-		}
-		defer resp.Body.Close()
-		var page struct {
-			Pools []struct {
-				Jobs []struct {
-					ID     uint64 `json:"requestId"`
-					Reason string `json:"reason"`
-					Why    string `json:"why"`
-				} `json:"jobs"`
-			} `json:"pools"`
-		}
-		if json.NewDecoder(resp.Body).Decode(&page) != nil {
+		page := s.jobsPage("cluster-replicas")
+		if page == nil {
 			return nil
 		}
 		out := map[uint64]string{}

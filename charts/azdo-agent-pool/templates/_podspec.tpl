@@ -175,6 +175,13 @@ containers:
       - {name: AZP_WORK, value: {{ $workDir | quote }}}
       - {name: AZP_STATE_DIR, value: {{ $state | quote }}}
       - {name: AZP_IDLE_TIMEOUT, value: {{ .Values.azp.idleTimeoutSeconds | quote }}}
+      {{- if or (ne (toString .Values.standby.count) "0") .Values.standby.schedule }}
+      # At the idle timeout the agent asks the scaler whether it stays as a standby agent.
+      - {name: AZP_STANDBY_URL, value: {{ .Values.standby.url | default (printf "http://%s:8081/api/v1/standby" (first (splitList ":" .Values.scaler.address))) | quote }}}
+      - {name: AZP_STANDBY_CHECK, value: {{ .Values.standby.checkSeconds | quote }}}
+      - name: AZP_POD_NAMESPACE
+        valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+      {{- end }}
       # A running job may finish within the grace period, less 15s to cancel it cleanly.
       - {name: AZP_STOP_TIMEOUT, value: {{ max 0 (sub .Values.terminationGracePeriodSeconds 15) | quote }}}
       {{- if $dind }}
