@@ -268,6 +268,11 @@ func (s *Service) SyncTriggers(ctx context.Context, targets []scaledjobs.Target,
 	}
 	if s.opts.Demand != nil {
 		s.opts.Demand.setOwners(owners, s.opts.Standby)
+		ids := make(map[string]bool, len(resolved))
+		for _, t := range resolved {
+			ids[t.triggerID] = true
+		}
+		s.opts.Demand.retain(ids)
 	}
 	s.opts.Router.SetTriggers(sets, ownersVersion)
 	s.mu.Lock()

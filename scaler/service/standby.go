@@ -195,7 +195,7 @@ func (s *Service) StandbyPod(ctx context.Context, scaledJob, pod string, pods []
 	if !ok {
 		return false, "no ScaledJob " + scaledJob + " with a trigger of this scaler is known"
 	}
-	want, wantWhy := s.standbyCount(t)
+	want, _ := s.standbyCount(t)
 	if want == 0 {
 		return false, "its trigger keeps no standby agent now"
 	}
@@ -228,10 +228,33 @@ func (s *Service) StandbyPod(ctx context.Context, scaledJob, pod string, pods []
 		d.stateLocked(t.triggerID).Ready = idle
 		d.mu.Unlock()
 	}
-	if standby.Keep(pods, int(want/t.spec.Target))[pod] {
-		return true, wantWhy
+	// The answer says no more than whether the pod stays and how many stay:
+	// the endpoint cannot tell who asks, so it does not show the trigger's
+	// settings (its schedule, its percentile) to a pod of another team.
+	n := int(want / t.spec.Target)
+	if standby.Keep(pods, n)[pod] {
+		return true, fmt.Sprintf("one of the %d standby agents its ScaledJob keeps now", n)
 	}
-	return false, "enough older idle pods are kept (" + wantWhy + ")"
+	return false, fmt.Sprintf("its ScaledJob keeps %d standby agents now, older idle pods among them", n)
+}
+
+// retain forgets the histories and standby states of triggers that are
+// gone (SyncTriggers knows them all), so memory follows the ScaledJobs.
+func (d *Demand) retain(ids map[string]bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id := range d.hist {
+		if !ids[id] {
+			delete(d.hist, id)
+			delete(d.born, id)
+			delete(d.rebuilt, id)
+		}
+	}
+	for id := range d.state {
+		if !ids[id] {
+			delete(d.state, id)
+		}
+	}
 }
 
 // HistoryRequests is how many finished job requests of a pool are read to
@@ -305,6 +328,9 @@ func (s *Service) RebuildDemand(ctx context.Context) error {
 			}
 			j.Agent, j.AssignedAt, j.Received = "", time.Time{}, false // as it waited
 			plan := routing.Route([]queue.Job{j}, triggers, routing.Rules{At: j.QueuedAt})
+			if len(plan.Assignments) == 0 {
+				continue
+			}
 			owner := plan.Assignments[0].Owner
 			if born, ok := mine[owner]; ok && jobs[i].FinishedAt.Before(born) {
 				d.History(owner).Add(j.QueuedAt)

@@ -107,7 +107,7 @@ func TestStandbyPodKeepsTheOldestIdle(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.svc.SyncTriggers(context.Background(), []scaledjobs.Target{
-		clusterTarget("team-a", "agents", map[string]string{"poolName": "linux", "standby": "2"}),
+		clusterTarget("team-a", "agents", map[string]string{"poolName": "linux", "standbySchedule": "Mon-Sun 00:00-24:00=2"}),
 		clusterTarget("team-a", "plain", map[string]string{"poolName": "linux"}),
 	}, scaledjobs.NewOwners(nil), 1)
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
@@ -123,6 +123,9 @@ func TestStandbyPodKeepsTheOldestIdle(t *testing.T) {
 		stay, why := e.svc.StandbyPod(context.Background(), "team-a/agents", pod, pods())
 		if stay != want {
 			t.Errorf("%s: stay=%v (%s), want %v", pod, stay, why, want)
+		}
+		if strings.Contains(why, "Mon-Sun") || !strings.Contains(why, "2 standby agents") {
+			t.Errorf("%s: the answer %q shows the trigger's settings, or not how many stay", pod, why)
 		}
 	}
 	if obs.ready["team-a/agents"] != 3 {
@@ -227,5 +230,27 @@ func TestStandbyAutoRebuildsFromFinishedJobs(t *testing.T) {
 	}
 	if got, _ := e.count("team-a", "plain", plain); got != 4 {
 		t.Errorf("a second rebuild read the pool again: plain %v, want 4", got)
+	}
+}
+
+// The histories and standby states follow the ScaledJobs: a ScaledJob
+// gone from the cluster leaves nothing behind.
+func TestStandbyForgetsDeletedScaledJobs(t *testing.T) {
+	demand := service.NewDemand(nil)
+	e, orgs := newEnv(t, envOptions{verify: true, demand: demand}, orgSpec{"contoso", "pat-standby-forget"})
+	orgs["contoso"].AddPool("linux")
+	auto := map[string]string{"poolName": "linux", "standby": "auto"}
+	e.svc.SyncTriggers(context.Background(), []scaledjobs.Target{clusterTarget("team-a", "agents", auto)}, scaledjobs.NewOwners(nil), 1)
+	e.waitCount("team-a", "agents", auto, 0)
+	if _, ok := demand.Standby("team-a/agents"); !ok {
+		t.Fatal("no standby state after a count")
+	}
+	h := demand.History("team-a/agents")
+	e.svc.SyncTriggers(context.Background(), nil, scaledjobs.NewOwners(nil), 2)
+	if _, ok := demand.Standby("team-a/agents"); ok {
+		t.Error("the deleted ScaledJob's standby state is kept")
+	}
+	if demand.History("team-a/agents") == h {
+		t.Error("the deleted ScaledJob's history is kept")
 	}
 }

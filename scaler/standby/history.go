@@ -41,6 +41,9 @@ func bucketOf(t time.Time) int64 { return t.Unix() / int64(Bucket/time.Second) }
 // weeks is dropped.
 func (h *History) Add(queued time.Time) {
 	b := bucketOf(queued)
+	if b < 0 {
+		return // no queue time (or before 1970): nowhere to count it
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	wk, slot := b/BucketsPerWeek, b%BucketsPerWeek

@@ -144,8 +144,9 @@ func TestHistoryMemoryIsBounded(t *testing.T) {
 	for i := range 20 { // twenty weeks of jobs: only the last PastWeeks+1 stay
 		h.Add(monday.Add(time.Duration(i) * week))
 	}
-	// An old job arriving late lands nowhere.
+	// An old job arriving late lands nowhere, nor one without a queue time.
 	h.Add(monday)
+	h.Add(time.Time{})
 	if got, _ := Forecast(h, monday.Add(20*week), 100, 100); got != 1 {
 		t.Errorf("got %d, want the previous week's 1", got)
 	}
