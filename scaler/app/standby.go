@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/config"
+	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/scaledjobs"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/standby"
 	"github.com/azdo-keda-scaler/azdo-keda-scaler/scaler/status"
 )
@@ -61,7 +62,18 @@ func (inst *Instance) serveStandby(ctx context.Context, flags *config.Flags, log
 // standbyAnswer finds the pod's ScaledJob among the pods the cluster reader
 // knows, and asks the service whether the pod stays.
 func (inst *Instance) standbyAnswer(ctx context.Context, namespace, pod string) (bool, string) {
-	all := inst.cluster.Pods()
+	scaledJob, mine := standbyCandidates(inst.cluster.Pods(), namespace, pod)
+	if scaledJob == "" {
+		return false, fmt.Sprintf("no pod %s/%s of a ScaledJob is known", namespace, pod)
+	}
+	return inst.service.StandbyPod(ctx, namespace+"/"+scaledJob, pod, mine)
+}
+
+// standbyCandidates returns the ScaledJob of the pod that asks, and that
+// ScaledJob's pods that may stay as standby agents: not gone, and able to
+// start. A pod that cannot start (unschedulable, image pull errors) is not
+// ready and never will be, so it does not take the place of one that is.
+func standbyCandidates(all []scaledjobs.Pod, namespace, pod string) (string, []standby.Pod) {
 	scaledJob := ""
 	for _, p := range all {
 		if p.Namespace == namespace && p.Name == pod && !p.Gone {
@@ -69,15 +81,15 @@ func (inst *Instance) standbyAnswer(ctx context.Context, namespace, pod string) 
 		}
 	}
 	if scaledJob == "" {
-		return false, fmt.Sprintf("no pod %s/%s of a ScaledJob is known", namespace, pod)
+		return "", nil
 	}
 	var mine []standby.Pod
 	for _, p := range all {
-		if p.Namespace == namespace && p.ScaledJob == scaledJob && !p.Gone {
+		if p.Namespace == namespace && p.ScaledJob == scaledJob && !p.Gone && (p.Problem == "" || p.Name == pod) {
 			mine = append(mine, standby.Pod{Name: p.Name, Created: p.Created})
 		}
 	}
-	return inst.service.StandbyPod(ctx, namespace+"/"+scaledJob, pod, mine)
+	return scaledJob, mine
 }
 
 // rebuildDemand rebuilds the standby history of new auto triggers from
