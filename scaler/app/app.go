@@ -117,6 +117,7 @@ type Instance struct {
 	cluster    *cluster.Reader // with --read-cluster
 	health     *health.Server
 	httpServer *http.Server
+	standby    *http.Server // /api/v1/standby (--read-cluster); nil: none
 	parents    *sweeper.Parents
 	journal    *sweeper.Journal
 	leading    atomic.Bool // holds the sweeper Lease (with --leader-elect)
@@ -310,7 +311,7 @@ func (inst *Instance) run(ctx context.Context, flags *config.Flags, m *metrics.M
 			log.WithError(err).Error("HTTP server stopped")
 		}
 	}()
-	if err := inst.serveStandby(ctx, flags, log); err != nil {
+	if err := inst.serveStandby(flags, log); err != nil {
 		inst.grpcServer.Stop()
 		_ = inst.httpServer.Close()
 		return err
@@ -326,6 +327,9 @@ func (inst *Instance) run(ctx context.Context, flags *config.Flags, m *metrics.M
 	if err := startSweeper(ctx, flags, inst, m, log); err != nil {
 		inst.grpcServer.Stop()
 		_ = inst.httpServer.Close()
+		if inst.standby != nil {
+			_ = inst.standby.Close()
+		}
 		return err
 	}
 
@@ -358,6 +362,9 @@ func (inst *Instance) stopWhenDone(ctx context.Context) {
 	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	_ = inst.httpServer.Shutdown(shutdownCtx)
+	if inst.standby != nil {
+		_ = inst.standby.Shutdown(shutdownCtx)
+	}
 	if inst.Demo != nil {
 		inst.Demo.Close()
 	}

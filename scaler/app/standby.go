@@ -27,9 +27,10 @@ type StandbyAnswer struct {
 // only: the answer needs the ScaledJob's pods). It has a port of its own so
 // that a NetworkPolicy can open it to agent pods without opening the
 // status page. It answers a question and changes nothing, so a caller
-// that lies about its name learns whether another pod would stay, and
-// nothing else.
-func (inst *Instance) serveStandby(ctx context.Context, flags *config.Flags, log logrus.FieldLogger) error {
+// that lies about its name learns whether another pod would stay and how
+// many standby agents its ScaledJob keeps, and nothing else. It stops with
+// the other servers (stopWhenDone).
+func (inst *Instance) serveStandby(flags *config.Flags, log logrus.FieldLogger) error {
 	if !flags.ReadCluster || flags.StandbyAddr == "" {
 		return nil
 	}
@@ -45,17 +46,12 @@ func (inst *Instance) serveStandby(ctx context.Context, flags *config.Flags, log
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(StandbyAnswer{Stay: stay, Why: inst.secrets.Redact(why)})
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	inst.standby = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := inst.standby.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.WithError(err).Error("standby server stopped")
 		}
 	}()
-	context.AfterFunc(ctx, func() {
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	})
 	return nil
 }
 

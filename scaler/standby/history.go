@@ -98,7 +98,7 @@ func (h *History) samples(b int64) []int {
 // Forecast is the standby auto keeps at now: the percentile (nearest rank)
 // of the demand of this five-minute bucket and of the next one in each
 // past week the history knows, the larger of the two (so agents are ready
-// when the next bucket's jobs arrive), at most max. It also returns how
+// when the next bucket's jobs arrive), at most limit. It also returns how
 // many past weeks it read (0: no history of this time of the week).
 func Forecast(h *History, now time.Time, percentile, limit int) (int, int) {
 	if h == nil {
